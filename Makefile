@@ -1,0 +1,54 @@
+# The two commands a newcomer needs (see README.md):
+#   make book   build the book (executes every notebook) into _build/html
+#   make test   pytest for the package + nbval for the notebooks (Triton interpreter on CPU)
+# Both create the environment in .venv first if it is missing or stale.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Keep every cache inside the checkout: nothing read from or written to $HOME.
+export HF_HOME := $(CURDIR)/.cache/huggingface
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+export JUPYTER_CONFIG_DIR := $(CURDIR)/.cache/jupyter/config
+export JUPYTER_DATA_DIR := $(CURDIR)/.cache/jupyter/data
+export JUPYTER_RUNTIME_DIR := $(CURDIR)/.cache/jupyter/runtime
+export IPYTHONDIR := $(CURDIR)/.cache/ipython
+export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export XDG_CACHE_HOME := $(CURDIR)/.cache
+export TRITON_CACHE_DIR := $(CURDIR)/.cache/triton
+export PYTHONHASHSEED := 0
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: book test env clean benchmarks
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@echo "== creating $(VENV) (pinned by constraints.txt)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[book,test]'
+	@touch $(STAMP)
+
+book: $(STAMP)
+	@start=$$(date +%s); \
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going --builder html; rc=$$?; \
+	echo "== book: $$(( $$(date +%s) - start )) s wall time (exit $$rc)"; \
+	test -f _build/html/index.html || { echo "no _build/html/index.html"; exit 1; }; exit $$rc
+
+test: $(STAMP)
+	@start=$$(date +%s); \
+	TRITON_INTERPRET=1 $(PY) -m pytest tests/ book/ --nbval-lax -p no:cacheprovider \
+	  --ignore=book/_build $(PYTEST_ARGS); rc=$$?; \
+	echo "== test: $$(( $$(date +%s) - start )) s wall time (exit $$rc)"; exit $$rc
+
+benchmarks: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf _build .cache
