@@ -46,8 +46,11 @@ if backend.INFO.triton_version is not None:
     import triton.language as tl
 
     @triton.jit
-    def _fwd(X, P, OUT, N, C, D, stride_x, stride_p, stride_o,
+    def _fwd(X, P, OUT, N, C, stride_x, stride_p, stride_o, D: tl.constexpr,
              BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr):
+        # D (the encoder width) is a compile-time constant: one compilation per model, a
+        # fully unrolled loop, and no runtime-int range, which Triton 3.6's interpreter
+        # cannot iterate under NumPy 2.5
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         cols = tl.arange(0, BLOCK_C)
         rmask = rows < N
@@ -115,7 +118,7 @@ def _launch_fwd(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
                          f"prototypes, got {c}; set METALEARN_NLP_KERNELS=torch to use the reference")
     out = torch.empty((n, c), device=x.device, dtype=torch.float32)
     grid = (triton.cdiv(n, BLOCK_N),)
-    _fwd[grid](x, p, out, n, c, d, x.stride(0), p.stride(0), out.stride(0),
+    _fwd[grid](x, p, out, n, c, x.stride(0), p.stride(0), out.stride(0), D=d,
                BLOCK_N=BLOCK_N, BLOCK_C=_block_c(c), BLOCK_D=BLOCK_D)
     return out
 
