@@ -24,7 +24,7 @@ export TRITON_CACHE_DIR := $(CURDIR)/.cache/triton
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: book test env clean benchmarks
+.PHONY: book test env clean benchmarks notebooks
 
 env: $(STAMP)
 
@@ -43,9 +43,16 @@ book: $(STAMP)
 
 test: $(STAMP)
 	@start=$$(date +%s); \
-	TRITON_INTERPRET=1 $(PY) -m pytest tests/ book/ --nbval-lax -p no:cacheprovider \
-	  --ignore=book/_build $(PYTEST_ARGS); rc=$$?; \
+	TRITON_INTERPRET=1 $(PY) -m pytest tests/ book/ --nbval-lax --nbval-sanitize-with book/nbval_sanitize.cfg \
+	  -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	echo "== test: $$(( $$(date +%s) - start )) s wall time (exit $$rc)"; exit $$rc
+
+# For authors: re-execute notebooks in place (as the tests run them) to refresh their stored outputs.
+# make notebooks NB=book/04_mathematics/4_1_empirical_risk.ipynb
+NB ?= $(shell find book -name '*.ipynb' -not -path '*/_build/*' -not -path '*/.ipynb_checkpoints/*')
+notebooks: $(STAMP)
+	TRITON_INTERPRET=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	  --ExecutePreprocessor.timeout=900 $(NB)
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/run_all.py

