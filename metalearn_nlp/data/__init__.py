@@ -1,7 +1,7 @@
 """The data path: corpora, tag schemes, subword alignment, episodes and samplers.
 
 Importing this package is cheap: ``datasets`` and ``torch`` are imported by
-the functions that need them (:func:`load_corpus`, :func:`collate`).
+the functions that need them (``load_corpus``, ``collate``).
 
 Taught in: chapter 2 (episodes and samplers); chapter 5.1 Preparing the data.
 """

@@ -3,8 +3,8 @@
 Words are split into subwords; the first subword of a word carries the
 word's label and the rest get -100 (ignored by the loss). Sentences longer
 than ``max_length`` subwords are truncated, and what truncation costs is
-reported, never hidden: the :class:`TruncationReport` counts the sentences
-cut, the words and the entities lost, and a :class:`TruncationWarning` says
+reported, never hidden: the ``TruncationReport`` counts the sentences
+cut, the words and the entities lost, and a ``TruncationWarning`` says
 so. A truncated word keeps its gold label in ``word_labels`` with
 ``word_index == -1``, so an evaluation counts its entity as missed.
 
@@ -80,7 +80,7 @@ class Batch:
             in words); gather word embeddings with it.
         word_labels: ``(B, W)`` label id of every word (truncated ones
             included), -100 for padding.
-        report: the :class:`TruncationReport`.
+        report: the ``TruncationReport``.
     """
 
     input_ids: torch.Tensor
@@ -116,14 +116,14 @@ def collate(
         sentences: the sentences (an episode's support or query set).
         tokenizer: a *fast* Hugging Face tokenizer (it must provide
             ``word_ids()``), cased or uncased.
-        label2id: a ``{tag: id}`` mapping, or an :class:`Episode` (its
+        label2id: a ``{tag: id}`` mapping, or an ``Episode`` (its
             ``encode_tags`` and scheme are used).
         max_length: most subwords per sentence, special tokens included.
         scheme: the tag scheme when ``label2id`` is a mapping (default
             ``"bio"``), used to count lost entities; an episode brings its own.
 
     Returns:
-        A :class:`Batch`.
+        A ``Batch``.
 
     Raises:
         TypeError: the tokenizer is not a fast one.

@@ -10,8 +10,8 @@ markers: they end a sentence and are counted, not read as tokens. Files are
 UTF-8.
 
 Nothing is dropped silently: every problem either raises a
-:class:`ConllFormatError` naming ``file:line``, what was expected and what
-to do, or is repaired and counted in the :class:`ReadReport`.
+``ConllFormatError`` naming ``file:line``, what was expected and what
+to do, or is repaired and counted in the ``ReadReport``.
 
 Taught in: chapter 5.1 Preparing the data.
 """
@@ -49,7 +49,7 @@ class ConllFormatError(ValueError):
 
 @dataclass
 class ReadReport:
-    """What :func:`read_conll` read, repaired and skipped.
+    """What ``read_conll`` read, repaired and skipped.
 
     Attributes:
         path: the file.
@@ -145,8 +145,10 @@ def read_conll(
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "train.conll"
         >>> _ = path.write_text("EU\\tB-org\\nrejects\\tO\\n\\nPeter\\tI-person\\n", encoding="utf-8")
         >>> sentences, report = read_conll(path)
-        >>> sentences[1].tags, report.repaired, report.repair_examples[0].endswith(":4: I-person -> B-person (after the start of the sentence)")
-        (('B-person',), 1, True)
+        >>> sentences[1].tags, report.repaired
+        (('B-person',), 1)
+        >>> report.repair_examples[0].split(":")[-2:]
+        ['4', ' I-person -> B-person (after the start of the sentence)']
 
     Taught in: chapter 5.1 Preparing the data.
     """
@@ -206,7 +208,10 @@ def read_conll(
             )
         if not token:
             raise ConllFormatError(
-                path, number, f"expected a token in the first column, got an empty one: {line!r}; fill in the token or delete the line"
+                path,
+                number,
+                f"expected a token in the first column, got an empty one: {line!r}; "
+                "fill in the token or delete the line",
             )
         try:
             prefix, type_ = parse_tag(tag, scheme)
@@ -221,9 +226,8 @@ def read_conll(
                 raise ConllFormatError(
                     path,
                     number,
-                    f"expected 'B-{type_}' or a tag after an entity of type {type_!r}: {tag!r} follows {after} "
-                    f"and so does not continue an entity; fix the tag, or read with strict=False to repair "
-                    "such tags to B- and count them in the report",
+                    f"expected 'B-{type_}', got {tag!r} after {after}, which does not continue an entity; "
+                    "fix the tag, or read with strict=False to repair such tags to B- and count them in the report",
                 )
             report.repaired += 1
             if len(report.repair_examples) < _MAX_EXAMPLES:
@@ -245,7 +249,7 @@ def read_conll(
 def write_conll(path: str | Path, sentences: Iterable[TaggedSentence]) -> None:
     """Write sentences as ``TOKEN<TAB>TAG`` lines, an empty line after each sentence.
 
-    UTF-8 with ``\\n`` line ends, so :func:`read_conll` gives the sentences
+    UTF-8 with ``\\n`` line ends, so ``read_conll`` gives the sentences
     back unchanged.
 
     Arguments:

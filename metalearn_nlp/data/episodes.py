@@ -1,12 +1,12 @@
 """Labelled examples, few-shot episodes, the samplers that draw them, and episode files.
 
 The sampled unit is a *labelled example*: anything that can say how many
-mentions of each class it holds (:meth:`mentions`) and give a copy of itself
-labelled for an episode (:meth:`for_episode`). Two kinds exist:
+mentions of each class it holds (``mentions``) and give a copy of itself
+labelled for an episode (``for_episode``). Two kinds exist:
 
-* :class:`TaggedSentence`: a sentence with one tag per token (NER); its
+* ``TaggedSentence``: a sentence with one tag per token (NER); its
   mentions are entity spans.
-* :class:`LabelledText`: a text with one label (intent classification); it
+* ``LabelledText``: a text with one label (intent classification); it
   holds exactly one mention, of its label.
 
 So one greedy sampler serves both: on tagged sentences it is Few-NERD's
@@ -55,7 +55,7 @@ __all__ = [
     "split_types",
 ]
 
-#: The ``scheme`` of episodes over :class:`LabelledText` (one label per example).
+#: The ``scheme`` of episodes over ``LabelledText`` (one label per example).
 CLASS_SCHEME = "class"
 
 _FILE_FORMAT = "metalearn_nlp.episodes"
@@ -201,7 +201,7 @@ AnyExample = Union[TaggedSentence, LabelledText]
 class Episode:
     """One few-shot task: a support set to learn from, a query set to predict.
 
-    Label ids are local to the episode and follow :attr:`label_names`:
+    Label ids are local to the episode and follow ``label_names``:
 
     * IO: ``["O", t1, t2, ...]`` (IO tags are bare type names);
     * BIO: ``["O", "B-t1", "I-t1", "B-t2", ...]``;
@@ -222,7 +222,7 @@ class Episode:
 
     Raises:
         ValueError: examples of the wrong kind, a tag or label outside
-            :attr:`label_names`, repeated types, or ids that do not match.
+            ``label_names``, repeated types, or ids that do not match.
 
     Example:
         >>> ep = Episode([TaggedSentence(["Ada"], ["person"])], [TaggedSentence(["Bob"], ["person"])], ["person"], "io")
@@ -292,7 +292,7 @@ class Episode:
         """Label ids of a sentence whose tags are in this episode's scheme and types.
 
         Raises:
-            ValueError: a tag is not one of :attr:`label_names`.
+            ValueError: a tag is not one of ``label_names``.
         """
         try:
             return [self.label2id[tag] for tag in sentence.tags]
@@ -313,7 +313,7 @@ class Episode:
         return [self.label_names[i] for i in ids]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_dict` restores an equal episode."""
+        """A JSON-ready dict; ``from_dict`` restores an equal episode."""
         return {
             "types": list(self.types),
             "scheme": self.scheme,
@@ -325,7 +325,7 @@ class Episode:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Episode:
-        """Rebuild an episode from :meth:`to_dict` output."""
+        """Rebuild an episode from ``to_dict`` output."""
         scheme = data["scheme"]
 
         def build(item: Mapping[str, Any]) -> AnyExample:
@@ -456,11 +456,11 @@ class FewNERDSampler(_Sampler):
     reference's "draw, reject, repeat" loop (a rejected sentence can never
     become acceptable later, since counts only grow), but it ends: when the
     greedy search gets stuck (every sentence left would push a type past 2K)
-    it retries, and after 100 attempts raises :class:`EpisodeSamplingError`
+    it retries, and after 100 attempts raises ``EpisodeSamplingError``
     instead of looping forever.
 
-    Over :class:`LabelledText` (scheme ``"class"``) every example is one
-    mention, so the result is classic N-way K-shot (see :class:`ClassSampler`).
+    Over ``LabelledText`` (scheme ``"class"``) every example is one
+    mention, so the result is classic N-way K-shot (see ``ClassSampler``).
 
     Arguments:
         sentences: BIO-tagged sentences (or labelled texts with ``scheme="class"``).
@@ -477,12 +477,12 @@ class FewNERDSampler(_Sampler):
         types: the types episodes are drawn from.
         mention_counts: mentions of every type in ``examples`` (episode scheme).
         settings: a JSON-ready dict of all the above, with the seed and a
-            sha256 of the examples, for :func:`save_episodes`.
+            sha256 of the examples, for ``save_episodes``.
 
     Raises:
         EpisodeSamplingError: more ways than types, or a type with fewer
             than K + Q mentions; the message lists every type and its count.
-            :meth:`sample` raises it too when the greedy search is stuck.
+            ``sample`` raises it too when the greedy search is stuck.
 
     Example:
         >>> corpus = [TaggedSentence([w], [f"B-{t}"]) for t in ("a", "b", "c") for w in "xyzw"]
@@ -610,7 +610,7 @@ class FewNERDSampler(_Sampler):
 class ClassSampler(FewNERDSampler):
     """Classic N-way K-shot episodes over labelled texts (intent classification).
 
-    The same greedy machinery as :class:`FewNERDSampler`: each text is one
+    The same greedy machinery as ``FewNERDSampler``: each text is one
     mention of its label, so every class gets exactly K support and Q query
     examples, drawn uniformly without replacement.
 
@@ -665,7 +665,7 @@ class CrossDatasetSampler(_Sampler):
     uniformly from the sentences not in the support set, with or without
     entities. Entities of types outside ``types`` are relabelled ``O``.
 
-    How it differs from :class:`FewNERDSampler`: the ways are fixed (every
+    How it differs from ``FewNERDSampler``: the ways are fixed (every
     episode has all the corpus's types, in a fixed order), there is no 2K
     cap, so a frequent type can get many more than K mentions, and the query
     set is a plain random sample of sentences (it follows the corpus's own
@@ -839,7 +839,7 @@ WNUT16_SPLIT: dict[str, tuple[str, ...]] = {
     "dev": (),
     "test": ("product", "musicartist", "sportsteam", "movie", "tvshow"),
 }
-"""Fixed type split of WNUT-16's 10 entity types, for :func:`split_types`.
+"""Fixed type split of WNUT-16's 10 entity types, for ``split_types``.
 
 Mentions in the 2,394 training tweets: person 449, geo-loc 276, other 225,
 company 171, facility 104 (train); product 97, musicartist 55, sportsteam 51,
@@ -854,7 +854,7 @@ movie 34, tvshow 34 (test).
 * Dev is empty: a type-disjoint dev split would need types taken from
   train or test, and ten types cannot give 5-way train, dev and test. The
   honest alternative used in this package: select models on a held-out
-  slice of the *training sentences* (:func:`hold_out` on
+  slice of the *training sentences* (``hold_out`` on
   ``split_types(...)["train"]``). That checks generalisation to new
   sentences of the training types, not to new types, so it is a weaker
   signal than a type-disjoint dev set; say so when reporting results. Never
@@ -909,7 +909,7 @@ def save_episodes(path: str | Path, episodes: Iterable[Episode], settings: Mappi
     """Write episodes as JSON lines after a header with settings, seed, count and sha256.
 
     Line 1 is the header; each further line is one episode
-    (:meth:`Episode.to_dict`) as canonical JSON (sorted keys, no spaces,
+    (``Episode.to_dict``) as canonical JSON (sorted keys, no spaces,
     UTF-8). The header's ``sha256`` covers the bytes of all episode lines, so
     the same episodes give the same file, byte for byte.
 
@@ -944,7 +944,7 @@ def save_episodes(path: str | Path, episodes: Iterable[Episode], settings: Mappi
 
 
 def load_episodes(path: str | Path) -> tuple[list[Episode], dict[str, Any]]:
-    """Read an episode file written by :func:`save_episodes`, verifying its sha256.
+    """Read an episode file written by ``save_episodes``, verifying its sha256.
 
     Arguments:
         path: the file.

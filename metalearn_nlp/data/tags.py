@@ -16,7 +16,7 @@ A tag sequence is a list of strings, one per word. Three schemes are supported:
     ``B-person I-person B-person`` (two people) becomes IO
     ``person person person`` (one span of three words). Converting back to BIO
     cannot split them again. This is why episodes record their scheme and why
-    :func:`entity_scores` takes the scheme explicitly: score IO predictions
+    ``entity_scores`` takes the scheme explicitly: score IO predictions
     against IO gold tags, never against the BIO tags the data came from.
 
 Taught in: chapter 5.1 Preparing the data.
@@ -207,7 +207,7 @@ def spans_to_tags(entity_spans: Iterable[Span], length: int, scheme: str = "bio"
 def convert_tags(tags: Sequence[str], src: str, dst: str) -> list[str]:
     """Convert a tag sequence between the IO, BIO and BIOES schemes.
 
-    The conversion goes through :func:`spans`, so it also normalises: a BIO
+    The conversion goes through ``spans``, so it also normalises: a BIO
     ``I-`` that starts an entity comes out as ``B-``.
 
     * BIO/BIOES -> IO **merges adjacent entities of the same type** (IO cannot
@@ -314,7 +314,7 @@ def entity_scores(
         scheme: the scheme of both (keyword-only, so it is always stated).
 
     Returns:
-        :class:`EntityScores`; precision / recall are 0 when undefined.
+        ``EntityScores``; precision / recall are 0 when undefined.
 
     Raises:
         ValueError: sentence counts or lengths differ.
