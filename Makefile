@@ -55,7 +55,7 @@ notebooks: $(STAMP)
 	  --ExecutePreprocessor.timeout=900 $(NB)
 
 benchmarks: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH)
 
 clean:
 	rm -rf _build .cache

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from metalearn_nlp.kernels import backend_for, describe, prototype_log_softmax, prototype_log_softmax_reference  # noqa: E402
+from metalearn_nlp.kernels import backend_for, describe, prototype_log_softmax, prototype_log_softmax_reference
 
 SHAPES = [(2048, 6, 384), (8192, 11, 768), (65536, 11, 768), (65536, 33, 1024)]
 
