@@ -910,8 +910,10 @@ def save_episodes(path: str | Path, episodes: Iterable[Episode], settings: Mappi
 
     Line 1 is the header; each further line is one episode
     (``Episode.to_dict``) as canonical JSON (sorted keys, no spaces,
-    UTF-8). The header's ``sha256`` covers the bytes of all episode lines, so
-    the same episodes give the same file, byte for byte.
+    UTF-8). The header's ``sha256`` covers the header's other fields (format,
+    version, count, seed, settings) and the bytes of all episode lines, so an
+    edit to either is detected, and the same episodes with the same settings
+    give the same file, byte for byte.
 
     Arguments:
         path: the file to write.
@@ -932,15 +934,21 @@ def save_episodes(path: str | Path, episodes: Iterable[Episode], settings: Mappi
     if "seed" not in settings:
         raise ValueError("settings must record the 'seed' the episodes were sampled with")
     body = "".join(_canonical_json(episode.to_dict()) + "\n" for episode in episodes).encode("utf-8")
-    header = {
+    header: dict[str, Any] = {
         "format": _FILE_FORMAT,
         "version": _FILE_VERSION,
         "count": body.count(b"\n"),
         "seed": settings["seed"],
         "settings": dict(settings),
-        "sha256": hashlib.sha256(body).hexdigest(),
     }
+    header["sha256"] = _file_digest(header, body)
     Path(path).write_bytes(_canonical_json(header).encode("utf-8") + b"\n" + body)
+
+
+def _file_digest(header: Mapping[str, Any], body: bytes) -> str:
+    """sha256 of the header (without its ``sha256`` field) as canonical JSON, a newline, then the body."""
+    fields = {key: value for key, value in header.items() if key != "sha256"}
+    return hashlib.sha256(_canonical_json(fields).encode("utf-8") + b"\n" + body).hexdigest()
 
 
 def load_episodes(path: str | Path) -> tuple[list[Episode], dict[str, Any]]:
@@ -974,13 +982,13 @@ def load_episodes(path: str | Path) -> tuple[list[Episode], dict[str, Any]]:
             path, f"expected format {_FILE_FORMAT!r} version {_FILE_VERSION}, got {header['format']!r} "
             f"version {header.get('version')!r}"
         )
-    digest = hashlib.sha256(body).hexdigest()
+    digest = _file_digest(header, body)
     if digest != header["sha256"]:
         raise EpisodeFileError(
             path,
-            f"sha256 mismatch: the header records {header['sha256']}, the episode lines hash to {digest}; "
-            "the file was changed or truncated after save_episodes wrote it. Restore the original file "
-            "or re-create it from its settings.",
+            f"sha256 mismatch: the header records {header['sha256']}, the settings and episode lines hash "
+            f"to {digest}; the file was changed or truncated after save_episodes wrote it. Restore the "
+            "original file or re-create it from its settings.",
         )
     lines = body.decode("utf-8").split("\n")[:-1] if body else []
     if len(lines) != header["count"]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from metalearn_nlp.data.episodes import _file_digest
 from metalearn_nlp.data import (
     ClassSampler,
     EpisodeFileError,
@@ -113,8 +114,20 @@ def test_count_mismatch_is_refused(tmp_path: Path):
     header, body = data.split(b"\n", 1)
     fields = json.loads(header)
     fields["count"] = 41
+    fields["sha256"] = _file_digest(fields, body)  # a consistent header that lies about the count
     path.write_bytes(json.dumps(fields).encode() + b"\n" + body)
     with pytest.raises(EpisodeFileError, match="the header counts 41 episodes, the file holds 40"):
+        load_episodes(path)
+
+
+@pytest.mark.parametrize("field,value", [("seed", 4), ("settings", {"seed": 4})])
+def test_an_edited_header_fails_the_checksum(tmp_path: Path, field, value):
+    path = tmp_path / "e.jsonl"
+    header, body = sample_file(path, seed=3).split(b"\n", 1)
+    fields = json.loads(header)
+    fields[field] = value
+    path.write_bytes(json.dumps(fields).encode() + b"\n" + body)
+    with pytest.raises(EpisodeFileError, match="sha256 mismatch"):
         load_episodes(path)
 
 
