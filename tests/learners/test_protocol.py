@@ -1,0 +1,150 @@
+"""The learner protocol: registry, adapt leaves weights alone and never sees the query, clear errors."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+import torch
+
+from metalearn_nlp.data import ClassSampler, Episode, LabelledText, TaggedSentence
+from metalearn_nlp.learners import (
+    LEARNERS,
+    EpisodeMismatchError,
+    FineTune,
+    Learner,
+    NotMetaTrainableError,
+    ProtoNet,
+    get_learner,
+    support_only,
+)
+
+OPTIONS = {
+    "finetune": {"steps": 3, "head_lr": 0.05},
+    "structshot": {"train_sentences": "corpus"},
+    "zeroshot": {"train_sentences": "corpus"},
+}
+
+
+def _build(name, encoder, corpus, **extra):
+    options = {k: (corpus if v == "corpus" else v) for k, v in OPTIONS.get(name, {}).items()}
+    return get_learner(name, encoder, **{**options, **extra})
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_registry_holds_the_five_learners():
+    assert set(LEARNERS) == {"finetune", "protonet", "nnshot", "structshot", "zeroshot"}
+    assert all(issubclass(cls, Learner) and cls.name == key for key, cls in LEARNERS.items())
+
+
+def test_unknown_learner_lists_the_registry(tiny_encoder):
+    with pytest.raises(KeyError, match="registered learners: finetune, nnshot, protonet, structshot, zeroshot"):
+        get_learner("maml++", tiny_encoder)
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_adapt_leaves_the_learners_weights_unchanged(name, tiny_encoder, toy_episode, toy_corpus):
+    learner = _build(name, tiny_encoder, toy_corpus)
+    learner.train()
+    before = _snapshot(learner)
+    predictor = learner.adapt(toy_episode)
+    tags = predictor.predict(toy_episode.query)
+    after = learner.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before), name
+    assert learner.training  # mode restored
+    assert [len(t) for t in tags] == [len(s.tokens) for s in toy_episode.query]
+    assert all(tag in toy_episode.label_names for row in tags for tag in row)
+    logits = predictor.logits(toy_episode.query[:1])[0]
+    assert logits.shape == (len(toy_episode.query[0].tokens), len(toy_episode.label_names))
+
+
+def test_finetuning_top_layers_leaves_the_learner_unchanged(tiny_encoder, toy_episode):
+    learner = FineTune(tiny_encoder, train_layers=1, steps=3, lr=1e-2)
+    before = _snapshot(learner)
+    rng = torch.get_rng_state()
+    predictor = learner.adapt(toy_episode)
+    assert all(torch.equal(before[k], v) for k, v in learner.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())  # the global random state is untouched
+    trained = predictor.encoder.model.encoder.layer[1].output.dense.weight
+    assert not torch.equal(trained, tiny_encoder.model.encoder.layer[1].output.dense.weight)
+    assert torch.equal(predictor.encoder.model.encoder.layer[0].output.dense.weight,
+                       tiny_encoder.model.encoder.layer[0].output.dense.weight)
+
+
+def test_adapt_never_sees_the_query(lookup_encoder, toy_episode):
+    seen = []
+
+    class Spy(ProtoNet):
+        def _adapt(self, support):
+            seen.append(support)
+            return super()._adapt(support)
+
+    Spy(lookup_encoder).adapt(toy_episode)
+    assert seen[0].query == () and seen[0].query_ids == ()
+    assert seen[0].support == toy_episode.support and seen[0].types == toy_episode.types
+    assert support_only(toy_episode).support == toy_episode.support
+
+
+def test_class_episodes_are_rejected_with_a_clear_error(tiny_encoder):
+    texts = [LabelledText(f"text {i}", label) for label in "ab" for i in range(3)]
+    episode = ClassSampler(texts, ways=2, shots=1).sample()
+    with pytest.raises(EpisodeMismatchError, match="handles io/bio/bioes episodes.*'class'"):
+        ProtoNet(tiny_encoder).adapt(episode)
+    with pytest.raises(EpisodeMismatchError, match="'class'"):
+        ProtoNet(tiny_encoder).loss(episode)
+
+
+def test_protocol_errors(tiny_encoder, toy_episode):
+    with pytest.raises(NotMetaTrainableError, match="not meta-trained"):
+        FineTune(tiny_encoder).loss(toy_episode)
+    empty = Episode([], [TaggedSentence(["Ada"], ["person"])], ["person"], "io")
+    with pytest.raises(EpisodeMismatchError, match="non-empty support"):
+        ProtoNet(tiny_encoder).adapt(empty)
+    with pytest.raises(EpisodeMismatchError, match="query"):
+        ProtoNet(tiny_encoder).loss(support_only(toy_episode))
+    with pytest.raises(TypeError, match="Encoder"):
+        ProtoNet("bert-base-cased")
+    with pytest.raises(TypeError, match="Episode"):
+        ProtoNet(tiny_encoder).adapt([TaggedSentence(["Ada"], ["person"])])
+
+
+def test_param_groups_split_encoder_head_and_decay(tiny_encoder, toy_corpus):
+    learner = get_learner("zeroshot", tiny_encoder, o_threshold=1.0)
+    groups = {g["name"]: g for g in learner.param_groups(1e-5, head_lr=1e-3, weight_decay=0.1)}
+    assert set(groups) == {"encoder", "encoder-no-decay", "head-no-decay"}
+    assert groups["encoder"]["weight_decay"] == 0.1 and groups["encoder-no-decay"]["weight_decay"] == 0.0
+    assert groups["head-no-decay"]["lr"] == 1e-3 and groups["encoder"]["lr"] == 1e-5
+    assert groups["head-no-decay"]["params"] == [learner.log_threshold]
+    total = sum(len(g["params"]) for g in groups.values())
+    assert total == sum(p.requires_grad for p in learner.parameters())
+
+
+def test_config_names_the_learner_and_encoder(tiny_encoder):
+    config = FineTune(tiny_encoder, steps=7).config()
+    assert config["learner"] == "finetune" and config["steps"] == 7 and config["encoder"] == tiny_encoder.name
+
+
+@pytest.mark.parametrize("module", ["protonet", "viterbi", "zeroshot", "finetune", "base"])
+def test_docstring_examples(module):
+    result = doctest.testmod(importlib.import_module(f"metalearn_nlp.learners.{module}"),
+                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_every_learner_tags_the_lookup_world_perfectly(name, lookup_encoder, toy_corpus):
+    import json
+
+    from metalearn_nlp.data import FewNERDSampler
+    from metalearn_nlp.evaluation import evaluate
+
+    episodes = FewNERDSampler(toy_corpus, ways=3, shots=1, seed=4).episodes(3)
+    extra = {"steps": 60} if name == "finetune" else {}
+    report = evaluate(_build(name, lookup_encoder, toy_corpus, **extra), episodes, progress=False)
+    assert report.f1 == 1.0
+    json.dumps(report.to_dict())  # the learner's config is JSON-ready
