@@ -37,12 +37,12 @@ import json
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .data.episodes import Episode
-from .data.tags import SCHEMES, spans
+from .data.tags import SCHEMES, EntityScores, spans
 
 __all__ = [
     "Report",
@@ -54,30 +54,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class TypeScores:
-    """Entity counts and scores of one type (or of all pooled).
-
-    Attributes:
-        precision, recall, f1: 0 when undefined.
-        gold: gold entities (the support of seqeval's report).
-        predicted: predicted entities.
-        correct: exact matches.
-    """
-
-    precision: float
-    recall: float
-    f1: float
-    gold: int
-    predicted: int
-    correct: int
-
-    @classmethod
-    def from_counts(cls, gold: int, predicted: int, correct: int) -> TypeScores:
-        precision = correct / predicted if predicted else 0.0
-        recall = correct / gold if gold else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return cls(precision, recall, f1, gold, predicted, correct)
+TypeScores = EntityScores
+"""Scores of one type, or of all types pooled: ``metalearn_nlp.data.EntityScores``."""
 
 
 class SentencePrediction(NamedTuple):
@@ -214,8 +192,8 @@ class Report:
         out: dict[str, Any] = {
             "learner": self.learner,
             "scheme": self.scheme,
-            "overall": asdict(self.overall),
-            "per_type": {t: asdict(s) for t, s in self.per_type.items()},
+            "overall": self.overall._asdict(),
+            "per_type": {t: s._asdict() for t, s in self.per_type.items()},
             "episodes": self.episodes,
             "sentences": self.sentences,
             "seconds": self.seconds,

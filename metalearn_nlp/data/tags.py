@@ -288,7 +288,14 @@ def entity_types(tags: Iterable[str], scheme: str = "bio") -> list[str]:
 
 
 class EntityScores(NamedTuple):
-    """Micro-averaged entity-level scores (exact span and type match)."""
+    """Micro-averaged entity-level scores (exact span and type match), from entity counts.
+
+    Attributes:
+        precision, recall, f1: 0 when undefined.
+        gold: gold entities (the support of seqeval's report).
+        predicted: predicted entities.
+        correct: exact matches.
+    """
 
     precision: float
     recall: float
@@ -296,6 +303,14 @@ class EntityScores(NamedTuple):
     gold: int
     predicted: int
     correct: int
+
+    @classmethod
+    def from_counts(cls, gold: int, predicted: int, correct: int) -> EntityScores:
+        """Scores from the three counts."""
+        precision = correct / predicted if predicted else 0.0
+        recall = correct / gold if gold else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return cls(precision, recall, f1, gold, predicted, correct)
 
 
 def entity_scores(
@@ -336,10 +351,7 @@ def entity_scores(
         n_gold += len(gold_spans)
         n_pred += len(pred_spans)
         n_correct += len(gold_spans & pred_spans)
-    precision = n_correct / n_pred if n_pred else 0.0
-    recall = n_correct / n_gold if n_gold else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return EntityScores(precision, recall, f1, n_gold, n_pred, n_correct)
+    return EntityScores.from_counts(n_gold, n_pred, n_correct)
 
 
 def align_labels(

@@ -1,0 +1,211 @@
+"""Few-shot NER quality: every learner on fixed test episodes, several meta-training seeds.
+
+    python benchmarks/fewshot_ner.py --setting wnut16 --shots 1          # the embedded default
+    python benchmarks/fewshot_ner.py --setting conll2003-wnut17 --shots 5 [--data ../shared/data]
+    python benchmarks/fewshot_ner.py --setting wnut16 --shots 1 --episodes 100 --seeds 0 --methods protonet,finetune
+
+Protocol (Few-NERD's, Ding et al. 2021): entity-level micro-F1 pooled over every query
+sentence of every test episode, per seed; the record gives the mean over seeds and a 95%
+t-interval. Test episodes are sampled once with a fixed seed, saved under
+``benchmarks/episodes/`` with their sha256, and reused by every method and seed; a seed
+changes meta-training (its episodes and initialisation) and the fine-tuning baseline's
+initialisation, not the test episodes.
+
+Settings:
+* ``wnut16``: WNUT-16 tweets (embedded), ``WNUT16_SPLIT``: meta-train on the five
+  frequent types, test 5-way K~2K-shot episodes (Few-NERD sampler, IO) on the five rare
+  ones. Model selection on held-out training sentences (``hold_out``): the split has no
+  dev types (see ``WNUT16_SPLIT``).
+* ``conll2003-wnut17``: meta-train on CoNLL-2003 train episodes (4-way K~2K), select on
+  CoNLL-2003 dev episodes, test on WNUT-17 test episodes over all six WNUT-17 types in the
+  style of Hou et al. 2020 (``CrossDatasetSampler``: >= K support mentions per type,
+  20 query sentences). Reads ``conll2003/`` and ``wnut17/`` from ``--data``; writes a
+  ``skipped`` record when they are absent.
+
+Methods: ``finetune`` (linear probe on the frozen encoder, trained on the support set
+only), ``protonet``, ``nnshot`` (meta-trained), ``structshot`` (the meta-trained NNShot
+encoder + Viterbi with transitions counted on the meta-training sentences), ``zeroshot``
+(type descriptions, meta-trained). Results are merged into
+``benchmarks/results/fewshot_ner.json`` (one record per setting, shots, method, encoder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metalearn_nlp.data import (
+    WNUT16_SPLIT,
+    CrossDatasetSampler,
+    FewNERDSampler,
+    hold_out,
+    load_corpus,
+    load_episodes,
+    save_episodes,
+    split_types,
+)
+from metalearn_nlp.encoders import load_encoder
+from metalearn_nlp.evaluation import evaluate, summarize
+from metalearn_nlp.learners import get_learner
+from metalearn_nlp.training import meta_train
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "fewshot_ner.json"
+EPISODES = ROOT / "benchmarks" / "episodes"
+METHODS = ("finetune", "protonet", "nnshot", "structshot", "zeroshot")
+META_TRAINED = {"protonet", "nnshot", "zeroshot"}
+TEST_SEED = 2026  # fixes the test episodes, independent of the training seeds
+
+
+def default_data() -> Path:
+    return Path(os.environ.get("METALEARN_NLP_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def test_episodes(name: str, sampler: Any, n: int) -> list:
+    """Load the fixed test episodes if their file exists with these settings, else sample and save them."""
+    path = EPISODES / f"{name}.jsonl"
+    settings = {**sampler.settings, "episodes": n}
+    if path.exists():
+        episodes, saved = load_episodes(path)  # verifies the sha256
+        if saved == settings:
+            return episodes
+        print(f"{path.name}: settings changed, re-sampling")
+    episodes = sampler.episodes(n)
+    EPISODES.mkdir(parents=True, exist_ok=True)
+    save_episodes(path, episodes, settings)
+    return episodes
+
+
+def prepare(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Training sentences, a training-episode factory, dev and test episodes for one setting."""
+    k = args.shots
+    if args.setting == "wnut16":
+        groups = split_types(load_corpus("wnut16").sentences("train"), *WNUT16_SPLIT.values())
+        train, dev_sentences = hold_out(groups["train"], 0.2, seed=0)
+        ways = 5
+        dev = FewNERDSampler(dev_sentences, ways, k, seed=1).episodes(args.dev_episodes)
+        test = test_episodes(f"wnut16_{ways}way_{k}shot",
+                             FewNERDSampler(groups["test"], ways, k, seed=TEST_SEED), args.episodes)
+        return {"corpus": "wnut16", "ways": ways, "shots": f"{k}~{2 * k}", "train": train,
+                "train_sampler": lambda seed: FewNERDSampler(train, ways, k, seed=seed), "dev": dev, "test": test}
+    data = args.data or default_data()
+    if not (data / "conll2003").is_dir() or not (data / "wnut17").is_dir():
+        print(f"{data}: conll2003/ or wnut17/ not found; pass --data DIR (skipped)")
+        return None
+    conll = load_corpus("conll2003", path=data / "conll2003")
+    wnut17 = load_corpus("wnut17", path=data / "wnut17")
+    train = conll.sentences("train")
+    ways = len(conll.types)
+    dev = FewNERDSampler(conll.sentences("dev"), ways, k, seed=1).episodes(args.dev_episodes)
+    test = test_episodes(f"conll2003-wnut17_{k}shot",
+                         CrossDatasetSampler(wnut17.sentences("test"), k, seed=TEST_SEED), args.episodes)
+    return {"corpus": "conll2003->wnut17", "ways": len(wnut17.types), "shots": str(k), "train": train,
+            "train_sampler": lambda seed: FewNERDSampler(train, ways, k, seed=seed), "dev": dev, "test": test}
+
+
+def run_seed(method: str, seed: int, setup: dict[str, Any], args: argparse.Namespace, trained: dict) -> tuple:
+    """Build (and meta-train) one learner for one seed; returns (learner, train_seconds, train_record)."""
+    torch.manual_seed(seed)
+    if method == "structshot":  # NNShot's meta-trained encoder + Viterbi (Few-NERD's StructShot)
+        nnshot, seconds, record = trained.get(("nnshot", seed)) or run_seed("nnshot", seed, setup, args, trained)
+        return get_learner("structshot", nnshot.encoder, train_sentences=setup["train"]), seconds, record
+    if method == "finetune":
+        return get_learner("finetune", load_encoder(), seed=seed), 0.0, None
+    options = {"train_sentences": setup["train"]} if method == "zeroshot" else {}
+    learner = get_learner(method, load_encoder(), **options)
+    if args.steps == 0:  # the pretrained encoder as it is: what meta-training adds is measured against this
+        trained[(method, seed)] = (learner, 0.0, None)
+        return learner, 0.0, None
+    start = time.perf_counter()
+    result = meta_train(learner, setup["train_sampler"](seed), steps=args.steps, lr=args.lr,
+                        dev_episodes=setup["dev"], eval_every=max(1, args.steps // 5), seed=seed,
+                        progress=False)
+    seconds = time.perf_counter() - start
+    trained[(method, seed)] = (learner, seconds, result.to_dict())
+    return learner, seconds, result.to_dict()
+
+
+def merge(records: list[dict[str, Any]]) -> None:
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    key = lambda r: (r["corpus"], r.get("ways"), r.get("shots"), r["method"], r.get("encoder"))  # noqa: E731
+    new_keys = {key(r) for r in records}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps([r for r in old if key(r) not in new_keys] + records, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--setting", choices=("wnut16", "conll2003-wnut17"), default="wnut16")
+    ap.add_argument("--shots", type=int, default=1, help="K: K~2K-shot (wnut16) or >= K (cross-dataset)")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--episodes", type=int, default=500, help="fixed test episodes")
+    ap.add_argument("--dev-episodes", type=int, default=50)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--steps", type=int, default=300, help="meta-training steps (0: the pretrained encoder)")
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--data", type=Path, default=None, help="folder with conll2003/ and wnut17/")
+    ap.add_argument("--no-save", action="store_true", help="print only (exploration)")
+    args = ap.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        ap.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    setup = prepare(args)
+    if setup is None:
+        if not args.no_save:
+            merge([{"corpus": "conll2003->wnut17", "shots": str(args.shots), "method": m, "status": "skipped",
+                    "reason": "reference corpora not found"} for m in methods])
+        return 0
+    encoder_name = load_encoder().name
+    print(f"{setup['corpus']}: {setup['ways']}-way {setup['shots']}-shot, {len(setup['test'])} test episodes, "
+          f"seeds {seeds}, {args.steps} meta-training steps at lr {args.lr}, encoder {encoder_name}")
+    print(f"{'method':<11} {'seed':>4} {'F1':>6} {'P':>6} {'R':>6} {'train s':>8} {'eval s/ep':>9}", flush=True)
+    trained: dict = {}
+    records = []
+    for method in methods:
+        reports, train_seconds, train_records = [], [], []
+        for seed in seeds:
+            learner, seconds, record = run_seed(method, seed, setup, args, trained)
+            report = evaluate(learner, setup["test"], progress=False)
+            reports.append(report)
+            train_seconds.append(seconds)
+            train_records.append(record)
+            print(f"{method:<11} {seed:>4} {100 * report.f1:>6.2f} {100 * report.precision:>6.2f} "
+                  f"{100 * report.recall:>6.2f} {seconds:>8.0f} {report.seconds_per_episode:>9.3f}", flush=True)
+        summary = summarize(reports)
+        records.append({
+            "corpus": setup["corpus"], "ways": setup["ways"], "shots": setup["shots"], "method": method,
+            "encoder": encoder_name, "episodes": len(setup["test"]), "seeds": seeds, "scheme": "io",
+            "f1": summary["f1"]["mean"], "f1_ci95": summary["f1"]["half_width"],
+            "precision": summary["precision"]["mean"], "recall": summary["recall"]["mean"],
+            "f1_per_seed": [r.f1 for r in reports],
+            "per_type_f1": {t: v["mean"] for t, v in summary["per_type"].items()},
+            "train_seconds": sum(train_seconds) / len(train_seconds),
+            "eval_seconds_per_episode": sum(r.seconds_per_episode for r in reports) / len(reports),
+            "meta_training": {"steps": args.steps, "lr": args.lr, "dev_episodes": len(setup["dev"])}
+            if method in META_TRAINED | {"structshot"} else None,
+            "best_dev_f1_per_seed": [r["best_f1"] for r in train_records if r] or None,
+            "best_step_per_seed": [r["best_step"] for r in train_records if r] or None,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "date": dt.date.today().isoformat(),
+        })
+        print(f"{method:<11} {summary['text']}", flush=True)
+    if not args.no_save:
+        merge(records)
+        print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
