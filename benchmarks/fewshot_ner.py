@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=500, help="fixed test episodes")
     ap.add_argument("--dev-episodes", type=int, default=50)
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--steps", type=int, default=300, help="meta-training steps (0: the pretrained encoder)")
-    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--steps", type=int, default=200, help="meta-training steps (0: the pretrained encoder)")
+    ap.add_argument("--lr", type=float, default=1e-4, help="meta-training learning rate (Few-NERD uses 1e-4)")
     ap.add_argument("--data", type=Path, default=None, help="folder with conll2003/ and wnut17/")
     ap.add_argument("--no-save", action="store_true", help="print only (exploration)")
     args = ap.parse_args(argv)
@@ -201,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             "date": dt.date.today().isoformat(),
         })
         print(f"{method:<11} {summary['text']}", flush=True)
+        if not args.no_save:  # after every method, so a long run keeps what it finished
+            merge(records[-1:])
     if not args.no_save:
-        merge(records)
         print(f"wrote {RESULTS}")
     return 0
 
