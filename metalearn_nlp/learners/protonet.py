@@ -33,8 +33,9 @@ query words whose label has no support word are left out (the reference
 implementations average over an empty set and get NaN). Optionally (``name_weight > 0``) ProtoNet's
 prototypes start from the label's *name*, see :class:`ProtoNet`.
 
-Taught in: chapter 3.2 (Algorithm steps); chapter 4.2 (the linear-layer
-view); chapter 5.2 (Source code).
+Taught in: chapter 3.1 (Prototypical networks: prototypes as class means,
+the linear-layer view); chapter 3.2 (Algorithm steps); chapter 4.2;
+chapter 5.2 (Few-shot NER with ProtoBERT, NNShot and StructShot).
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ class ProtoNet(Learner):
         Snell, Swersky and Zemel (2017), Prototypical Networks for Few-shot
         Learning. Ding et al. (2021), Few-NERD, ``model/proto.py``.
 
-    Taught in: chapter 3.2; chapter 4.2; chapter 5.2.
+    Taught in: chapter 3.1; chapter 3.2; chapter 4.2; chapter 5.2.
     """
 
     name = "protonet"
