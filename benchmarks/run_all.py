@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv: list[str]) -> int:
-    scripts = sorted(p for p in HERE.glob("*.py") if p.name != Path(__file__).name)
+    scripts = sorted(p for p in HERE.glob("*.py") if p.name not in (Path(__file__).name, "report.py"))
     if argv:
         scripts = [p for p in scripts if any(word in p.stem for word in argv)]
         if not scripts:
