@@ -29,7 +29,7 @@ def tables(records: list[dict], select: str = "") -> str:
         if not done:
             out.append(f"skipped: {rows[0].get('reason', '')}\n")
             continue
-        first = done[0]
+        first = next((r for r in done if not r.get("deterministic")), done[0])  # the full list of seeds
         training = next((r["meta_training"] for r in done if r.get("meta_training")), None)
         out.append(f"{first['episodes']} test episodes, seeds {first['seeds']}, {first['encoder']}"
                    + (f"; meta-trained {training['steps']} steps at lr {training['lr']:g} on "
@@ -38,7 +38,9 @@ def tables(records: list[dict], select: str = "") -> str:
         out.append("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
         for r in sorted(done, key=lambda r: ORDER.index(r["method"]) if r["method"] in ORDER else 99):
             seeds = ", ".join(f"{100 * f:.1f}" for f in r.get("f1_per_seed", []))
-            out.append(f"| {r['method']} | {100 * r['f1']:.2f} | {100 * r['f1_ci95']:.2f} | "
+            interval = "deterministic" if r.get("deterministic") else (
+                "-" if r["f1_ci95"] is None else f"{100 * r['f1_ci95']:.2f}")
+            out.append(f"| {r['method']} | {100 * r['f1']:.2f} | {interval} | "
                        f"{100 * r['precision']:.1f} | {100 * r['recall']:.1f} | {seeds} | "
                        f"{r['train_seconds']:.0f} | {r['eval_seconds_per_episode']:.3f} |")
         out.append("")
