@@ -43,12 +43,12 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from metalearn_nlp import __version__
 from metalearn_nlp.data import (
     WNUT16_SPLIT,
     CrossDatasetSampler,
@@ -61,7 +61,6 @@ from metalearn_nlp.data import (
 )
 from metalearn_nlp.encoders import load_encoder
 from metalearn_nlp.evaluation import evaluate, summarize
-from metalearn_nlp import __version__
 from metalearn_nlp.learners import get_learner
 from metalearn_nlp.notebook import train_or_load
 from metalearn_nlp.training import meta_train
