@@ -32,7 +32,7 @@ TINY = ["--setting", "wnut16", "--shots", "1", "--episodes", "2", "--dev-episode
         "--seeds", "0", "--methods", "finetune,protonet,structshot"]
 
 
-def test_tiny_run_writes_the_issue_s_record_fields(bench):
+def test_tiny_run_writes_the_issue_s_record_fields(bench, tmp_path):
     assert bench.main(TINY) == 0
     records = json.loads(bench.RESULTS.read_text())
     assert [r["method"] for r in records] == ["finetune", "protonet", "structshot"]
@@ -45,16 +45,15 @@ def test_tiny_run_writes_the_issue_s_record_fields(bench):
     episode_file = bench.EPISODES / "wnut16_5way_1shot.jsonl"
     assert episode_file.is_file()
     # ProtoNet's weights and NNShot's (StructShot meta-trains NNShot on demand and reuses its encoder)
-    assert len(list(Path(bench.os.environ["METALEARN_NLP_CACHE"]).iterdir())) == 2
+    assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
-def test_structshot_trains_and_caches_nnshot_and_a_rerun_loads_it(bench):
+def test_structshot_trains_and_caches_nnshot_and_a_rerun_loads_it(bench, tmp_path):
     args = ["--setting", "wnut16", "--shots", "1", "--episodes", "2", "--dev-episodes", "1", "--steps", "1",
             "--seeds", "0", "--methods", "structshot"]
     assert bench.main(args) == 0
     first = json.loads(bench.RESULTS.read_text())[0]
-    cache = Path(bench.os.environ["METALEARN_NLP_CACHE"])
-    assert len(list(cache.iterdir())) == 1
+    assert len(list((tmp_path / "cache").iterdir())) == 1
     assert bench.main(args) == 0  # loads NNShot's weights: same scores, the recorded training time carried over
     second = json.loads(bench.RESULTS.read_text())[0]
     assert second["f1"] == first["f1"] and second["train_seconds"] == first["train_seconds"]
