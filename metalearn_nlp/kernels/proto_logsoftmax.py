@@ -25,6 +25,20 @@ makes ``dx`` about three times less accurate than PyTorch's own float32 autograd
 The row-wise part (``dl``) is a Triton kernel; the two matrix products are
 left to PyTorch's GEMMs, which already run at peak.
 
+Higher-order gradients. MAML differentiates through the gradient of this loss
+(``torch.autograd.grad(..., create_graph=True)``), so ``backward`` must itself be
+differentiable, with the right derivative. Inside ``backward``,
+``torch.is_grad_enabled()`` is true exactly when the caller asked for a graph of the
+gradient; then ``dl`` is computed with PyTorch ops from the saved output ``logp`` and
+``g`` (``logp`` is differentiated through this same op, so ``dl`` depends on ``x``
+and ``p`` as it should), and the two matrix products, already PyTorch ops on the
+saved ``x`` and ``p``, carry the rest. Without ``create_graph`` the Triton ``_bwd``
+kernel runs as before. Until this was fixed, ``backward`` was neither
+differentiable nor marked ``once_differentiable``: the graph of the gradient
+treated ``dl`` as a constant (and, for non-contiguous inputs, ``x`` and ``p`` too),
+so second-order gradients came out wrong (off by ~230 on a scale of ~230 in
+``tests/test_kernels.py``) with no error raised.
+
 Files follow one pattern (see ``../shared/STYLE.md``): ``_fwd`` / ``_bwd``
 kernels, a launcher, an ``autograd.Function``, the functional wrapper
 :func:`prototype_log_softmax`, and :func:`prototype_log_softmax_reference`, the
@@ -133,17 +147,30 @@ def _launch_bwd(g: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
 
 
 class _PrototypeLogSoftmax(torch.autograd.Function):
+    """The fused op; its ``backward`` is itself differentiable (see the module docstring)."""
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        x, p = x.contiguous(), p.contiguous()
-        logp = _launch_fwd(x, p)
-        ctx.save_for_backward(x, p, logp)
-        return logp
+    def forward(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _launch_fwd(x.contiguous(), p.contiguous())
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # separate from forward so torch.func.grad accepts it
+        x, p = inputs
+        # save the caller's x and p, not contiguous copies: a copy made inside forward (grad
+        # mode off) is cut off from the graph, and double backward must reach x and p
+        ctx.save_for_backward(x, p, output)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
         x, p, logp = ctx.saved_tensors
-        dl = _launch_bwd(g.contiguous(), logp)
+        if torch.is_grad_enabled():
+            # create_graph=True (e.g. MAML): build dl from differentiable ops. logp is this op's
+            # saved output, so autograd differentiates it through this Function again (whose
+            # first-order backward is the Triton kernel below); g enters linearly.
+            gf = g.float()
+            dl = gf - logp.exp() * gf.sum(1, keepdim=True)
+        else:
+            dl = _launch_bwd(g.contiguous(), logp)
         dx = dp = None
         if ctx.needs_input_grad[0]:
             dx = (2.0 * (dl @ p.float() - x.float() * dl.sum(1)[:, None])).to(x.dtype)
@@ -173,7 +200,10 @@ def prototype_log_softmax(x: torch.Tensor, prototypes: torch.Tensor) -> torch.Te
 
     Returns:
         Tensor (N x C), float32 (float64 on the reference path when an input is float64):
-        ``log_softmax(-||x_n - p_c||^2, dim=1)``. Differentiable in both inputs.
+        ``log_softmax(-||x_n - p_c||^2, dim=1)``. Differentiable in both inputs, to any
+        order: ``torch.autograd.grad(..., create_graph=True)`` (MAML) and nested
+        ``torch.func.grad`` give the reference's higher-order gradients. ``torch.func.vmap``
+        over the kernel path is not supported.
 
     The backend (see :func:`metalearn_nlp.kernels.backend_for`) is chosen from ``x``:
     Triton on CUDA, Triton's interpreter on CPU when ``TRITON_INTERPRET=1`` was set
