@@ -24,7 +24,7 @@ export TRITON_CACHE_DIR := $(CURDIR)/.cache/triton
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: book test env clean benchmarks notebooks
+.PHONY: book test env clean benchmarks notebooks compare-env
 
 env: $(STAMP)
 
@@ -56,6 +56,11 @@ notebooks: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/run_all.py $(BENCH)
+
+# The competitors of benchmarks/maml_speed.py (higher, torchopt) into .venv: the benchmark's environment
+# only, never the package's dependencies (pyproject.toml), pinned against torch by constraints.txt.
+compare-env: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -r benchmarks/requirements-compare.txt
 
 clean:
 	rm -rf _build .cache

@@ -25,8 +25,12 @@ Settings:
 Methods: ``finetune`` (linear probe on the frozen encoder, trained on the support set
 only), ``protonet``, ``nnshot`` (meta-trained), ``structshot`` (the meta-trained NNShot
 encoder + Viterbi with transitions counted on the meta-training sentences), ``zeroshot``
-(type descriptions, meta-trained). Results are merged into
-``benchmarks/results/fewshot_ner.json`` (one record per setting, shots, method, encoder).
+(type descriptions, meta-trained), the gradient-based learners ``maml``, ``fomaml``, ``anil``,
+``protomaml``, ``reptile``, ``metasgd``, ``learned_optimizer`` and ``reinforce`` (ProtoNet with a
+REINFORCE term on entity-F1). ``--options '{"maml": {"freeze": 4}}'`` passes learner options;
+``--head-lr`` the learning rate of a learner's own parameters (heads, learned rates).
+Results are merged into ``benchmarks/results/fewshot_ner.json`` (one record per setting, shots,
+method, encoder, meta-training settings and options), each with its dev learning curve per seed.
 
 Meta-trained weights go to the package's disk cache (``metalearn_nlp.notebook.train_or_load``,
 ``.cache/metalearn_nlp/``), keyed by the sha256 of everything that determines them (learner,
@@ -68,8 +72,9 @@ from metalearn_nlp.training import meta_train
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "fewshot_ner.json"
 EPISODES = ROOT / "benchmarks" / "episodes"
-METHODS = ("finetune", "protonet", "nnshot", "structshot", "zeroshot")
-META_TRAINED = {"protonet", "nnshot", "zeroshot"}
+GRADIENT = ("maml", "fomaml", "anil", "protomaml", "reptile", "metasgd", "learned_optimizer")
+METHODS = ("finetune", "protonet", "nnshot", "structshot", "zeroshot", *GRADIENT, "reinforce")
+META_TRAINED = {"protonet", "nnshot", "zeroshot", *GRADIENT, "reinforce"}
 DETERMINISTIC = {"finetune"}  # the same predictions for every seed (see main)
 TEST_SEED = 2026  # fixes the test episodes, independent of the training seeds
 
@@ -132,12 +137,18 @@ def run_seed(method: str, seed: int, setup: dict[str, Any], args: argparse.Names
     if method == "finetune":
         return get_learner("finetune", encoder, seed=seed), 0.0, None
     options = {"train_sentences": setup["train"]} if method == "zeroshot" else {}
+    options.update(args.options.get(method, {}))
     learner = get_learner(method, encoder, **options)
     if args.steps == 0:  # the pretrained encoder as it is: what meta-training adds is measured against this
         trained[(method, seed)] = (learner, 0.0, None)
         return learner, 0.0, None
     sampler = setup["train_sampler"](seed)
-    training = {"steps": args.steps, "lr": args.lr, "eval_every": max(1, args.steps // 5), "seed": seed}
+    training = {"steps": args.steps, "lr": args.lr, "eval_every": args.eval_every or max(1, args.steps // 5),
+                "seed": seed}
+    if args.head_lr is not None:
+        training["head_lr"] = args.head_lr
+    if args.patience is not None:
+        training["patience"] = args.patience
     settings = {"benchmark": "fewshot_ner", "package": __version__, "learner": learner.config(),
                 "max_length": args.max_length,
                 "train": sampler.settings, "dev": {**setup["dev_sampler"].settings, "episodes": len(setup["dev"])},
@@ -152,7 +163,8 @@ def run_seed(method: str, seed: int, setup: dict[str, Any], args: argparse.Names
 
 def merge(records: list[dict[str, Any]]) -> None:
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    key = lambda r: (r["corpus"], r.get("ways"), r.get("shots"), r["method"], r.get("encoder"))  # noqa: E731
+    key = lambda r: json.dumps([r["corpus"], r.get("ways"), r.get("shots"), r["method"], r.get("encoder"),  # noqa: E731
+                                r.get("meta_training"), r.get("options")], sort_keys=True)
     new_keys = {key(r) for r in records}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps([r for r in old if key(r) not in new_keys] + records, indent=1) + "\n")
@@ -170,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=200, help="meta-training steps (0: the pretrained encoder)")
     ap.add_argument("--lr", type=float, default=1e-4, help="meta-training learning rate (Few-NERD uses 1e-4)")
+    ap.add_argument("--head-lr", type=float, default=None,
+                    help="learning rate of the learner's own parameters (heads, learned rates; default --lr)")
+    ap.add_argument("--eval-every", type=int, default=None, help="steps between dev evaluations (default steps/5)")
+    ap.add_argument("--patience", type=int, default=None, help="stop after this many dev evaluations without gain")
+    ap.add_argument("--options", type=json.loads, default={},
+                    help='learner options by method, JSON: \'{"maml": {"freeze": 4, "inner_steps": 5}}\'')
     ap.add_argument("--max-length", type=int, default=256,
                     help="subwords per sentence (WNUT-17 test and CoNLL-2003 train have a few over 128, none over 256)")
     ap.add_argument("--data", type=Path, default=None, help="folder with conll2003/ and wnut17/")
@@ -180,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    if not isinstance(args.options, dict) or set(args.options) - set(METHODS):
+        ap.error(f"--options must be a JSON object keyed by method names ({', '.join(METHODS)}), got {args.options!r}")
 
     setup = prepare(args)
     if setup is None:
@@ -194,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     trained: dict = {}
     records = []
     for method in methods:
-        reports, train_seconds, train_records = [], [], []
+        reports, train_seconds, train_records, learners = [], [], [], []
         # the linear probe is deterministic (zero-initialised head, full-batch AdamW on frozen vectors):
         # a seed cannot change it, so it runs once and its record has no interval over seeds
         method_seeds = seeds[:1] if method in DETERMINISTIC else seeds
@@ -202,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             learner, seconds, record = run_seed(method, seed, setup, args, trained)
             report = evaluate(learner, setup["test"], progress=False)
             reports.append(report)
+            learners.append(learner)
             train_seconds.append(seconds)
             train_records.append(record)
             print(f"{method:<11} {seed:>4} {100 * report.f1:>6.2f} {100 * report.precision:>6.2f} "
@@ -218,9 +239,13 @@ def main(argv: list[str] | None = None) -> int:
             "per_type_f1": {t: v["mean"] for t, v in summary["per_type"].items()},
             "train_seconds": sum(train_seconds) / len(train_seconds),
             "eval_seconds_per_episode": sum(r.seconds_per_episode for r in reports) / len(reports),
-            "meta_training": {"steps": args.steps, "lr": args.lr, "dev_episodes": len(setup["dev"]),
+            "meta_training": {"steps": args.steps, "lr": args.lr, "head_lr": args.head_lr,
+                              "patience": args.patience, "dev_episodes": len(setup["dev"]),
                               "train_shots": args.train_shots or args.shots}
             if method in META_TRAINED | {"structshot"} else None,
+            "options": args.options.get(method) or None,
+            "learner": {k: v for k, v in learners[0].config().items() if k != "transitions"},
+            "learning_curve_per_seed": [r.get("dev") for r in train_records if r] or None,
             "best_dev_f1_per_seed": [r["best_f1"] for r in train_records if r] or None,
             "best_step_per_seed": [r["best_step"] for r in train_records if r] or None,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),

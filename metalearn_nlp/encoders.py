@@ -25,6 +25,7 @@ Taught in: chapter 3.2 (Algorithm steps: the encoder); chapter 5.2 (Source code)
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -35,8 +36,9 @@ from typing import Any, Iterator, Union
 import torch
 from torch import nn
 
+from ._hub import hub_errors, hub_offline
 from .data.collate import Batch, collate
-from .data.episodes import Episode, TaggedSentence
+from .data.episode import Episode, TaggedSentence
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -377,15 +379,29 @@ def pool_words(hidden: torch.Tensor, batch: Batch, pooling: str = "first",
     return WordVectors(vectors, sentence, position, labels, lengths)
 
 
-def _offline() -> bool:
-    try:
-        from huggingface_hub import constants
+def _byte_level_without_prefix_space(tokenizer: Any) -> bool:
+    """Whether a fast tokenizer is byte-level BPE (RoBERTa, GPT-2, BART, ...) without ``add_prefix_space``.
 
-        return bool(constants.is_offline_mode()) if hasattr(constants, "is_offline_mode") else bool(
-            constants.HF_HUB_OFFLINE
-        )
-    except Exception:  # pragma: no cover - huggingface_hub always comes with transformers
-        return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    Byte-level BPE learned every word but the first with its leading space
+    (``"Ġwrote"``). Words given one by one (``is_split_into_words=True``)
+    have no space, so without ``add_prefix_space=True`` each is cut into the
+    pieces of a word glued to the one before (``"wro" "te"``): subwords the
+    model rarely saw at a word start.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    try:
+        pending = [json.loads(backend.to_str()).get("pre_tokenizer")]
+    except Exception:  # a custom (Python) pre-tokenizer cannot be serialised: not byte-level BPE
+        return False
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "ByteLevel" and not node.get("add_prefix_space", False):
+                return True
+            pending.extend(node.get("pretokenizers") or [])
+    return False
 
 
 def _resolve_dtype(dtype: Any) -> Any:
@@ -445,12 +461,15 @@ def load_encoder(
         device (default None): where to put the model (None: CPU).
 
     Returns:
-        An ``Encoder``.
+        An ``Encoder``. A byte-level BPE tokenizer (RoBERTa, GPT-2, BART)
+        is loaded with ``add_prefix_space=True``, which words given one by
+        one need: each word is then tokenized as it is in running text.
 
     Raises:
         EncoderUnavailableError: the model is neither a local folder nor
             reachable (offline, or the name does not exist); the message
-            names the model and the two ways out.
+            names the model and the two ways out. Other errors (a bug, a
+            library change) propagate unchanged.
 
     Example:
         >>> encoder = load_encoder(freeze=4, pooling="mean")  # doctest: +SKIP
@@ -485,13 +504,15 @@ def load_encoder(
     try:
         with _quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(path)
+            if _byte_level_without_prefix_space(tokenizer):
+                tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
             model = AutoModel.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as error:
+    except (*hub_errors(), ValueError) as error:  # not found or not loadable; other errors are bugs
         if Path(path).is_dir():
             raise EncoderUnavailableError(f"encoder {name!r}: the folder cannot be loaded: {error}") from error
         why = (
             "the Hugging Face hub is switched off (HF_HUB_OFFLINE=1) and the model is not in the local cache"
-            if _offline()
+            if hub_offline("TRANSFORMERS_OFFLINE")
             else "it is not a local folder and the hub did not provide it (no network, or no such model)"
         )
         raise EncoderUnavailableError(

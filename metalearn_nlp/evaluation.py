@@ -8,20 +8,21 @@ pooled, and precision, recall and F1 are computed once from the pooled
 counts (micro-averaging). An entity is correct when its span and type match
 exactly. Per-type scores pool the same way.
 
-Schemes:
+Entities are matched by :func:`metalearn_nlp.data.tags.count_entities`,
+the package's one entity matcher (``entity_scores`` uses it too; this module
+re-exports it as ``count_entities``). Schemes:
 
-* **BIO** is scored with ``seqeval`` in its **default mode** (the
-  conlleval rules): an ``I-X`` that does not continue an ``X`` entity starts
-  a new one. Strict IOB2 mode would instead drop such entities, which
-  punishes taggers that decode each word independently (ProtoNet, NNShot)
-  for a formatting choice rather than for wrong spans; default mode is also
-  what CoNLL-style results report. The entities are extracted by seqeval's
-  own ``get_entities``, and the test suite checks the numbers against
-  ``seqeval.metrics``.
-* **IO** (Few-NERD's scheme) and **BIOES** use
+* **BIO** is read in seqeval's **default mode** (the conlleval rules): an
+  ``I-X`` that does not continue an ``X`` entity starts a new one. Strict
+  IOB2 mode would instead drop such entities, which punishes taggers that
+  decode each word independently (ProtoNet, NNShot) for a formatting choice
+  rather than for wrong spans; default mode is also what CoNLL-style results
+  report. The test suite checks the spans against seqeval's own
+  ``get_entities`` and the scores against ``seqeval.metrics``.
+* **IO** (Few-NERD's scheme) and **BIOES** go through the same
   :func:`metalearn_nlp.data.tags.spans`: in IO an entity is a maximal run of
   one type, so adjacent same-type entities are one entity on both sides.
-  On BIO input without adjacent same-type entities it gives seqeval's
+  On BIO input without adjacent same-type entities IO gives seqeval's
   numbers (tested).
 
 ``summarize`` gives the mean and a 95% Student-t interval over seeds
@@ -32,7 +33,6 @@ Taught in: chapter 5.3 (Code analysis: evaluation); chapter 8 (reporting results
 
 from __future__ import annotations
 
-import bisect
 import json
 import math
 import time
@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .data.episodes import Episode
-from .data.tags import SCHEMES, EntityScores, spans
+from .data.episode import Episode
+from .data.tags import EntityScores, count_entities
 
 __all__ = [
     "Report",
@@ -65,58 +65,6 @@ class SentencePrediction(NamedTuple):
     tokens: tuple[str, ...]
     gold: tuple[str, ...]
     predicted: tuple[str, ...]
-
-
-def _entities(tags: Sequence[Sequence[str]], scheme: str) -> set[tuple[str, int, int, int]]:
-    """``{(type, sentence, start, end)}`` for a list of tag sequences (end exclusive)."""
-    if scheme == "bio":
-        from seqeval.metrics.sequence_labeling import get_entities
-
-        # seqeval reads a list of sentences as one sequence joined by 'O';
-        # map its positions back to (sentence, word)
-        offsets, found = [], set()
-        position = 0
-        for sentence in tags:
-            offsets.append(position)
-            position += len(sentence) + 1
-        for type_, start, end in get_entities([list(sentence) for sentence in tags]):
-            row = bisect.bisect_right(offsets, start) - 1
-            found.add((type_, row, start - offsets[row], end + 1 - offsets[row]))
-        return found
-    return {
-        (span.type, row, span.start, span.end) for row, sentence in enumerate(tags) for span in spans(sentence, scheme)
-    }
-
-
-def count_entities(
-    gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], scheme: str
-) -> dict[str, tuple[int, int, int]]:
-    """Per-type ``(gold, predicted, correct)`` entity counts over aligned sentences.
-
-    BIO goes through seqeval's ``get_entities`` (default mode); IO and BIOES
-    through ``metalearn_nlp.data.tags.spans``.
-
-    Raises:
-        ValueError: different numbers of sentences or of tags in a sentence, or an unknown scheme.
-
-    Example:
-        >>> count_entities([["B-per", "I-per", "O"]], [["B-per", "O", "O"]], "bio")
-        {'per': (1, 1, 0)}
-    """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}: expected one of {SCHEMES}")
-    if len(gold) != len(predicted):
-        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted ones")
-    for i, (g, p) in enumerate(zip(gold, predicted)):
-        if len(g) != len(p):
-            raise ValueError(f"sentence {i}: {len(g)} gold tags but {len(p)} predicted tags")
-    gold_entities, pred_entities = _entities(gold, scheme), _entities(predicted, scheme)
-    correct = gold_entities & pred_entities
-    counts: dict[str, list[int]] = {}
-    for index, group in enumerate((gold_entities, pred_entities, correct)):
-        for entity in group:
-            counts.setdefault(entity[0], [0, 0, 0])[index] += 1
-    return {type_: (c[0], c[1], c[2]) for type_, c in sorted(counts.items())}
 
 
 @dataclass

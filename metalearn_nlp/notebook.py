@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .data.files import canonical_json
+
 __all__ = ["BUDGET", "CacheInfo", "budget_from_env", "cache_dir", "cache_key", "scaled", "train_or_load"]
 
 #: Environment variable that multiplies every notebook budget.
@@ -112,8 +114,9 @@ def cache_dir() -> Path:
 
 
 def _canonical(value: Any) -> str:
+    """``canonical_json`` without NaN, its errors phrased for cache settings."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return canonical_json(value, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise TypeError(f"cache settings must be JSON-serialisable (str, numbers, lists, dicts): {error}") from None
 

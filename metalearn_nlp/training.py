@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .data.episodes import Episode
+from .data.episode import Episode
 from .evaluation import evaluate
 
 __all__ = ["TrainResult", "TrainState", "lr_schedule", "meta_train"]

@@ -67,4 +67,18 @@ def test_missing_reference_corpora_give_a_skipped_record(bench, tmp_path):
 
 def test_unknown_method_is_refused(bench):
     with pytest.raises(SystemExit):
-        bench.main(["--methods", "protonet,maml"])
+        bench.main(["--methods", "protonet,maml-plus-plus"])
+    with pytest.raises(SystemExit):  # options must be keyed by known methods
+        bench.main(["--methods", "protonet", "--options", '{"protonet-x": {}}'])
+
+
+def test_a_gradient_learner_runs_with_options_and_records_its_learning_curve(bench):
+    argv = ["--setting", "wnut16", "--shots", "1", "--episodes", "2", "--dev-episodes", "1", "--steps", "2",
+            "--seeds", "0", "--methods", "anil", "--head-lr", "1e-3",
+            "--options", '{"anil": {"freeze": 5, "inner_steps": 2}}']
+    assert bench.main(argv) == 0
+    (record,) = json.loads(bench.RESULTS.read_text())
+    assert record["method"] == "anil" and record["options"] == {"freeze": 5, "inner_steps": 2}
+    assert record["learner"]["inner_steps"] == 2 and record["meta_training"]["head_lr"] == 1e-3
+    (curve,) = record["learning_curve_per_seed"]
+    assert [point["step"] for point in curve] == [0, 1, 2]

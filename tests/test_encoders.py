@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,6 +48,49 @@ def test_offline_hub_name_gives_a_clear_error(monkeypatch):
     message = str(caught.value)
     assert "'bert-base-cased'" in message
     assert "local path" in message and "go online" in message and "HF_HUB_OFFLINE" in message
+
+
+@pytest.fixture(scope="module")
+def tiny_roberta_path(tmp_path_factory) -> Path:
+    """A random tiny RoBERTa with a byte-level BPE tokenizer trained in memory, saved without add_prefix_space."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["Ada Lovelace wrote the first program", "Grace met Ada in Paris today"] * 10,
+                            vocab_size=300, min_frequency=1, special_tokens=special)
+    folder = tmp_path_factory.mktemp("tiny-roberta")
+    bpe.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "RobertaTokenizerFast", "add_prefix_space": False, "bos_token": "<s>",
+        "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
+        "pad_token": "<pad>", "mask_token": "<mask>",
+    }))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(0)
+    config = RobertaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                           vocab_size=len(tokenizer), max_position_embeddings=40, pad_token_id=tokenizer.pad_token_id)
+    RobertaModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_byte_level_bpe_tokenizers_get_add_prefix_space_for_pre_split_words(tiny_roberta_path):
+    # RoBERTa saw every word but the first after a space ("Ġwrote"); is_split_into_words needs
+    # add_prefix_space=True to give each word that space, otherwise "wrote" is cut as if glued on
+    encoder = load_encoder(tiny_roberta_path)
+    assert encoder.tokenizer.add_prefix_space is True
+    batch = encoder.collate([["Ada", "Lovelace", "wrote", "Paris"]])
+    tokens = encoder.tokenizer.convert_ids_to_tokens(batch.input_ids[0].tolist())
+    firsts = [tokens[i] for i in batch.word_index[0].tolist()]
+    assert all(token.startswith("\u0120") for token in firsts), tokens  # U+0120 is BPE's "Ġ"
+    assert encoder.encode(["Grace met Ada"]).vectors.shape == (3, 32)
+
+
+def test_wordpiece_tokenizers_are_loaded_unchanged(tiny_bert_path, toy_tokenizer):
+    encoder = load_encoder(tiny_bert_path)
+    words = ["Ada", "Lovelace", "met", "Grace"]
+    assert encoder.collate([words]).input_ids[0].tolist() == toy_tokenizer(words, is_split_into_words=True)["input_ids"]
 
 
 def test_missing_local_folder(tmp_path):

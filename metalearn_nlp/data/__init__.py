@@ -1,5 +1,10 @@
 """The data path: corpora, tag schemes, subword alignment, episodes and samplers.
 
+Modules: ``tags`` (tag schemes, spans, entity scores), ``conll`` (the CoNLL
+reader and writer), ``corpora`` (named corpora), ``collate`` (subword
+alignment), ``episode`` (examples and episodes), ``samplers`` (episode
+samplers), ``splits`` (type-disjoint splits), ``files`` (episode files).
+
 Importing this package is cheap: ``datasets`` and ``torch`` are imported by
 the functions that need them (``load_corpus``, ``collate``).
 
@@ -8,30 +13,18 @@ Taught in: chapter 2 (episodes and samplers); chapter 5.1 Preparing the data.
 
 from .collate import Batch, TruncationReport, TruncationWarning, collate
 from .conll import ConllFormatError, ReadReport, read_conll, write_conll
-from .corpora import CORPORA, Corpus, CorpusUnavailableError, load_corpus
-from .episodes import (
-    CLASS_SCHEME,
-    WNUT16_SPLIT,
-    ClassSampler,
-    CrossDatasetSampler,
-    Episode,
-    EpisodeFileError,
-    EpisodeSamplingError,
-    Example,
-    FewNERDSampler,
-    LabelledText,
-    TaggedSentence,
-    hold_out,
-    load_episodes,
-    save_episodes,
-    split_types,
-)
+from .corpora import CORPORA, Corpus, CorpusUnavailableError, SkippedFilesWarning, load_corpus
+from .episode import CLASS_SCHEME, Episode, Example, LabelledText, TaggedSentence
+from .files import EpisodeFileError, canonical_json, load_episodes, save_episodes
+from .samplers import ClassSampler, CrossDatasetSampler, EpisodeSamplingError, FewNERDSampler
+from .splits import WNUT16_SPLIT, hold_out, split_types
 from .tags import (
     SCHEMES,
     EntityScores,
     Span,
     align_labels,
     convert_tags,
+    count_entities,
     entity_scores,
     entity_types,
     parse_tag,
@@ -59,13 +52,16 @@ __all__ = [
     "FewNERDSampler",
     "LabelledText",
     "ReadReport",
+    "SkippedFilesWarning",
     "Span",
     "TaggedSentence",
     "TruncationReport",
     "TruncationWarning",
     "align_labels",
+    "canonical_json",
     "collate",
     "convert_tags",
+    "count_entities",
     "entity_scores",
     "entity_types",
     "hold_out",

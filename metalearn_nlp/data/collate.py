@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .episodes import Episode, TaggedSentence
+from .episode import Episode, TaggedSentence
 from .tags import align_labels, spans
 
 if TYPE_CHECKING:

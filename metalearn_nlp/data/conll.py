@@ -4,7 +4,9 @@ Format: one token per line, ``TOKEN<TAB>TAG`` (or space separated), the
 token in the first column and the tag in the **last** one, so files with
 extra columns (CoNLL-2003's ``TOKEN POS CHUNK TAG``) read as they are. If a
 line holds a tab, columns are split on tabs (a token may then contain
-spaces); otherwise on runs of whitespace. Any whitespace-only line (empty,
+spaces); otherwise on runs of spaces, and a line without a tab that holds a
+non-ASCII space (a no-break space, U+2028, ...) is an error, since splitting
+there would cut a token in two. Any whitespace-only line (empty,
 spaces, a lone tab) ends a sentence. ``-DOCSTART-`` lines are document
 markers: they end a sentence and are counted, not read as tokens. Files are
 UTF-8.
@@ -18,12 +20,13 @@ Taught in: chapter 5.1 Preparing the data.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .episodes import TaggedSentence
-from .tags import parse_tag
+from .episode import TaggedSentence
+from .tags import parse_tag, repaired_prefix
 
 __all__ = ["ConllFormatError", "ReadReport", "read_conll", "write_conll"]
 
@@ -117,6 +120,24 @@ def _decode(path: Path, data: bytes) -> str:
         ) from None
 
 
+# The spaces that may separate columns; str.split() would also split on Unicode spaces and separators.
+_ASCII_SPACES = " \t\n\r\f\v"
+
+
+def _check_space_separated(path: Path, number: int, line: str, content: str) -> None:
+    """Refuse a space-separated line that holds a non-ASCII space: splitting there would cut a token."""
+    for column, char in enumerate(content, start=len(line) - len(line.lstrip()) + 1):
+        if char.isspace() and char not in _ASCII_SPACES:
+            name = unicodedata.name(char, "a control character")
+            raise ConllFormatError(
+                path,
+                number,
+                f"expected columns separated by spaces, got {name} (U+{ord(char):04X}) at column {column} of "
+                f"{line!r}: a line without a tab is split at every space, which would cut its token there; "
+                "separate the columns with tabs (a token may then contain spaces), or replace the character",
+            )
+
+
 def read_conll(
     path: str | Path, *, scheme: str = "bio", strict: bool = False
 ) -> tuple[list[TaggedSentence], ReadReport]:
@@ -136,8 +157,9 @@ def read_conll(
 
     Raises:
         ConllFormatError: bad UTF-8, a line with one column, an empty token,
-            a tag that is not valid in ``scheme``, or (strict) an ``I-`` that
-            does not continue an entity. The message names ``file:line``.
+            a space-separated line with a non-ASCII space (a token would be
+            cut), a tag that is not valid in ``scheme``, or (strict) an ``I-``
+            that does not continue an entity. The message names ``file:line``.
         ValueError: ``scheme`` is not ``"bio"`` or ``"io"``.
 
     Example:
@@ -193,7 +215,11 @@ def read_conll(
             end_sentence()
             continue
         trimmed = line.rstrip()
-        columns = trimmed.split("\t") if "\t" in trimmed else content.split()
+        if "\t" in trimmed:
+            columns = trimmed.split("\t")
+        else:
+            _check_space_separated(path, number, line, content)
+            columns = content.split()
         token, tag = columns[0].strip(), columns[-1].strip()
         if token == _DOCSTART:
             report.documents += 1
@@ -220,7 +246,7 @@ def read_conll(
             raise ConllFormatError(path, number, f"{error} in the last column of {line!r}{hint}") from None
         if scheme == "io":
             tag = type_ if prefix == "I" else "O"
-        elif prefix == "I" and not (previous[0] != "O" and previous[1] == type_):
+        elif repaired_prefix(prefix, type_, previous) != prefix:
             after = "the start of the sentence" if not tokens else repr(tags[-1])
             if strict:
                 raise ConllFormatError(

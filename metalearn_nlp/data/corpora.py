@@ -18,28 +18,40 @@ entity in BIO too (IO cannot tell them apart).
 
 The hub is used only when it may be: with ``HF_HUB_OFFLINE`` or
 ``HF_DATASETS_OFFLINE`` set, a named corpus without ``path=`` raises a
-``CorpusUnavailableError`` that names both ways out.
+``CorpusUnavailableError`` that names both ways out. So does a failed
+download (a network, hub or missing-file error); any other exception is a
+bug and propagates unchanged.
+
+A local folder is read by file name: a file whose name has a word naming a
+split (``train.txt``, ``eng.testa``, ``emerging.dev.conll``) is that split.
+Nothing is skipped silently: a file whose name names no split (``README.md``,
+``wnut17train.conll``) or more than one (``train_test.txt``) is not read, and
+a ``SkippedFilesWarning`` names it (``corpus.skipped`` keeps the list). A
+warning rather than an error, because corpus folders often hold a README or
+a licence; to make it an error, ``warnings.simplefilter("error",
+SkippedFilesWarning)``. Hidden files (``.gitattributes``) are ignored.
 
 Taught in: chapter 5.1 Preparing the data.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .._hub import hub_errors, hub_offline
 from .conll import ReadReport, read_conll
-from .episodes import TaggedSentence
+from .episode import TaggedSentence
 from .tags import convert_tags, entity_types, repair_bio
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["CORPORA", "Corpus", "CorpusUnavailableError", "load_corpus"]
+__all__ = ["CORPORA", "Corpus", "CorpusUnavailableError", "SkippedFilesWarning", "load_corpus"]
 
 
 class _HubSource(NamedTuple):
@@ -80,6 +92,13 @@ class CorpusUnavailableError(RuntimeError):
     """A named corpus cannot be loaded here; the message names what to do."""
 
 
+class SkippedFilesWarning(UserWarning):
+    """Files of a corpus folder were not read: their names name no split, or more than one.
+
+    Turn it into an error with ``warnings.simplefilter("error", SkippedFilesWarning)``.
+    """
+
+
 @dataclass
 class Corpus:
     """A corpus: its splits, entity types and what reading it reported.
@@ -89,6 +108,8 @@ class Corpus:
         splits: ``{"train": Dataset, ...}`` with features ``tokens`` and ``tags``.
         types: the entity types, sorted.
         report: ``{split: ReadReport}``: counts, repaired tags and notes.
+        skipped: files of a local folder that were not read, each as
+            ``"name (why)"``: its name names no split, or more than one.
 
     Example:
         >>> corpus = load_corpus("wnut16")
@@ -102,6 +123,7 @@ class Corpus:
     splits: dict[str, datasets.Dataset]
     types: list[str]
     report: dict[str, ReadReport]
+    skipped: list[str] = field(default_factory=list)
 
     def __getitem__(self, split: str) -> datasets.Dataset:
         if split not in self.splits:
@@ -126,6 +148,8 @@ class Corpus:
         sizes = ", ".join(f"{split} {len(dataset):,}" for split, dataset in self.splits.items())
         lines = [f"{self.name}: {len(self.types)} types ({', '.join(self.types)}); sentences: {sizes}"]
         lines += [str(report) for report in self.report.values()]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} files: {', '.join(self.skipped)}")
         return "\n".join(lines)
 
 
@@ -156,23 +180,35 @@ def _build(name: str, sentences: dict[str, list[TaggedSentence]], report: dict[s
     return corpus
 
 
-def _split_of(file: Path) -> str | None:
-    """``train`` / ``dev`` / ``test`` when a word of the file name says so."""
+def _splits_named(file: Path) -> list[str]:
+    """The splits (``train`` / ``dev`` / ``test``, in that order) that words of the file name name."""
     words = [word for word in re.split(r"[._\-\s]+", file.name.lower()) if word]
     found = {_SPLIT_NAMES[word] for word in words if word in _SPLIT_NAMES}
-    return found.pop() if len(found) == 1 else None
+    return [name for name in ("train", "dev", "test") if name in found]
 
 
-def _local_files(path: Path, split: str | None) -> dict[str, Path]:
+def _split_of(file: Path) -> str | None:
+    """``train`` / ``dev`` / ``test`` when a word of the file name says so (and no other split word)."""
+    found = _splits_named(file)
+    return found[0] if len(found) == 1 else None
+
+
+def _local_files(path: Path, split: str | None) -> tuple[dict[str, Path], list[str]]:
+    """``({split: file}, skipped)``: the files to read and the folder's other files, as ``"name (why)"``."""
     if path.is_file():
-        return {split or _split_of(path) or "train": path}
+        return {split or _split_of(path) or "train": path}, []
     if not path.is_dir():
         raise FileNotFoundError(f"no such file or folder: {path}")
     files: dict[str, list[Path]] = {}
+    skipped: list[str] = []
     for file in sorted(path.iterdir()):
-        name = _split_of(file)
-        if file.is_file() and not file.name.startswith(".") and name:
-            files.setdefault(name, []).append(file)
+        if not file.is_file() or file.name.startswith("."):
+            continue
+        named = _splits_named(file)
+        if len(named) == 1:
+            files.setdefault(named[0], []).append(file)
+        else:
+            skipped.append(f"{file.name} ({'names ' + ' and '.join(named) if named else 'names no split'})")
     clashes = {name: found for name, found in files.items() if len(found) > 1}
     if clashes:
         raise ValueError(
@@ -192,25 +228,30 @@ def _local_files(path: Path, split: str | None) -> dict[str, Path]:
         if split not in chosen:
             raise FileNotFoundError(f"{path}: no {split} file; found {', '.join(f.name for f in chosen.values())}")
         chosen = {split: chosen[split]}
-    return {name: chosen[name] for name in ("train", "dev", "test") if name in chosen}
+    if skipped:
+        warnings.warn(
+            f"{path}: skipped {len(skipped)} files whose names do not name exactly one split: "
+            f"{', '.join(skipped)}. A word of a data file's name (words are split at '.', '_', '-' and spaces) "
+            f"must be one of {', '.join(_SPLIT_NAMES)}; rename a data file to load it with the folder, or load it "
+            "alone with load_corpus(file, split=...).",
+            SkippedFilesWarning,
+            stacklevel=4,
+        )
+    return {name: chosen[name] for name in ("train", "dev", "test") if name in chosen}, skipped
 
 
 def _read_local(name: str, path: Path, split: str | None, scheme: str, strict: bool) -> Corpus:
     sentences: dict[str, list[TaggedSentence]] = {}
     reports: dict[str, ReadReport] = {}
-    for split_name, file in _local_files(path, split).items():
+    files, skipped = _local_files(path, split)
+    for split_name, file in files.items():
         items, report = read_conll(file, scheme=scheme, strict=strict)
         if scheme == "io":
             items = [TaggedSentence(s.tokens, convert_tags(s.tags, "io", "bio")) for s in items]
         sentences[split_name], reports[split_name] = items, report
-    return _build(name, sentences, reports)
-
-
-def _offline() -> bool:
-    return any(
-        os.environ.get(variable, "").strip().lower() in ("1", "true", "yes", "on")
-        for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
+    corpus = _build(name, sentences, reports)
+    corpus.skipped = skipped
+    return corpus
 
 
 def _unavailable(name: str, source: _HubSource, config: str, why: str) -> CorpusUnavailableError:
@@ -223,14 +264,14 @@ def _unavailable(name: str, source: _HubSource, config: str, why: str) -> Corpus
 
 
 def _from_hub(name: str, source: _HubSource, config: str, split: str | None, strict: bool) -> Corpus:
-    if _offline():
+    if hub_offline("HF_DATASETS_OFFLINE"):
         why = "the Hugging Face hub is switched off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)"
         raise _unavailable(name, source, config, why)
     import datasets
 
     try:
         loaded = datasets.load_dataset(source.repo, config, revision=_HUB_REVISION)
-    except Exception as error:  # any failure to reach or read the hub: say what to do instead
+    except hub_errors() as error:  # the hub, the network or a file failed: say what to do instead
         why = f"the hub did not deliver it ({type(error).__name__}: {error})"
         raise _unavailable(name, source, config, why) from error
     renamed = {_SPLIT_NAMES.get(hub_split, hub_split): hub_split for hub_split in loaded}
@@ -335,6 +376,11 @@ def load_corpus(
             (or the hub failed); the message names both options.
         ConllFormatError: a local file breaks the format (``file:line``).
         FileNotFoundError, ValueError, KeyError: bad paths, names, splits.
+
+    Warns:
+        SkippedFilesWarning: files of a folder whose names name no split, or
+            more than one, were not read (see the module docstring); they are
+            also listed in ``corpus.skipped``.
 
     Example:
         >>> wnut16 = load_corpus("wnut16")

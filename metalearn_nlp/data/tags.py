@@ -33,10 +33,12 @@ __all__ = [
     "Span",
     "align_labels",
     "convert_tags",
+    "count_entities",
     "entity_scores",
     "entity_types",
     "parse_tag",
     "repair_bio",
+    "repaired_prefix",
     "spans",
     "spans_to_tags",
 ]
@@ -235,6 +237,33 @@ def convert_tags(tags: Sequence[str], src: str, dst: str) -> list[str]:
     return spans_to_tags(spans(tags, src), len(tags), dst)
 
 
+def repaired_prefix(prefix: str, type_: str, previous: tuple[str, str]) -> str:
+    """The prefix a parsed BIO tag should have after the previous one: the one rule of BIO repair.
+
+    An ``I-`` continues an entity when the previous tag is ``B-`` or ``I-`` of
+    the same type; any other ``I-`` starts an entity and becomes ``B-``.
+    ``repair_bio`` applies this rule to a sequence; ``read_conll`` applies it
+    line by line, so that it can name the line of each repair.
+
+    Arguments:
+        prefix, type_: the tag, as ``parse_tag(tag, "bio")`` splits it.
+        previous: ``(prefix, type)`` of the previous (already repaired) tag;
+            ``("O", "")`` at the start of a sentence.
+
+    Returns:
+        ``"B"`` for an ``I`` that does not continue an entity, else ``prefix``.
+
+    Example:
+        >>> repaired_prefix("I", "org", ("I", "person")), repaired_prefix("I", "org", ("B", "org"))
+        ('B', 'I')
+
+    Taught in: chapter 5.1 Preparing the data.
+    """
+    if prefix == "I" and not (previous[0] != "O" and previous[1] == type_):
+        return "B"
+    return prefix
+
+
 def repair_bio(tags: Sequence[str]) -> tuple[list[str], int]:
     """Rewrite every BIO ``I-TYPE`` that does not continue an entity as ``B-TYPE``.
 
@@ -260,8 +289,9 @@ def repair_bio(tags: Sequence[str]) -> tuple[list[str], int]:
     previous = ("O", "")
     for tag in tags:
         prefix, type_ = parse_tag(tag, "bio")
-        if prefix == "I" and not (previous[0] != "O" and previous[1] == type_):
-            tag, prefix = f"B-{type_}", "B"
+        fixed = repaired_prefix(prefix, type_, previous)
+        if fixed != prefix:
+            tag, prefix = f"{fixed}-{type_}", fixed
             count += 1
         repaired.append(tag)
         previous = (prefix, type_)
@@ -313,6 +343,52 @@ class EntityScores(NamedTuple):
         return cls(precision, recall, f1, gold, predicted, correct)
 
 
+def count_entities(
+    gold: Iterable[Sequence[str]], predicted: Iterable[Sequence[str]], scheme: str
+) -> dict[str, tuple[int, int, int]]:
+    """Per-type ``(gold, predicted, correct)`` entity counts over aligned sentences.
+
+    The one entity matcher of the package: ``entity_scores`` and
+    :func:`metalearn_nlp.evaluation.evaluate` both count with it. Entities
+    are the ``spans`` of each sentence read in ``scheme`` (for BIO,
+    seqeval's default mode: an ``I-`` that does not continue an entity
+    starts one); an entity is correct when its type and span match exactly.
+
+    Arguments:
+        gold: gold tag sequences, one per sentence.
+        predicted: predicted tag sequences, aligned with ``gold``.
+        scheme: the scheme of both.
+
+    Returns:
+        ``{type: (gold, predicted, correct)}`` sorted by type, for every type
+        found on either side.
+
+    Raises:
+        ValueError: an unknown scheme, different numbers of sentences or of
+            tags in a sentence, or a tag that is not valid in ``scheme``.
+
+    Example:
+        >>> count_entities([["B-per", "I-per", "O"]], [["B-per", "O", "O"]], "bio")
+        {'per': (1, 1, 0)}
+
+    Taught in: chapter 5.1 Preparing the data; chapter 5.3 (evaluation).
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}: expected one of {SCHEMES}")
+    gold, predicted = list(gold), list(predicted)
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted ones")
+    counts: dict[str, list[int]] = {}
+    for i, (g, p) in enumerate(zip(gold, predicted)):
+        if len(g) != len(p):
+            raise ValueError(f"sentence {i}: {len(g)} gold tags but {len(p)} predicted tags")
+        gold_spans, pred_spans = set(spans(g, scheme)), set(spans(p, scheme))
+        for column, group in enumerate((gold_spans, pred_spans, gold_spans & pred_spans)):
+            for span in group:
+                counts.setdefault(span.type, [0, 0, 0])[column] += 1
+    return {type_: (c[0], c[1], c[2]) for type_, c in sorted(counts.items())}
+
+
 def entity_scores(
     gold: Iterable[Sequence[str]], predicted: Iterable[Sequence[str]], *, scheme: str
 ) -> EntityScores:
@@ -321,7 +397,8 @@ def entity_scores(
     Both sides are read in the same ``scheme``: pass the scheme the episode
     was sampled with (``episode.scheme``). For BIO the result equals
     seqeval's default mode; in IO adjacent same-type entities are one entity
-    on both sides.
+    on both sides. The counts are ``count_entities``'s, pooled over types
+    (micro-averaging).
 
     Arguments:
         gold: gold tag sequences, one per sentence.
@@ -340,18 +417,8 @@ def entity_scores(
 
     Taught in: chapter 5.1 Preparing the data.
     """
-    n_gold = n_pred = n_correct = 0
-    gold, predicted = list(gold), list(predicted)
-    if len(gold) != len(predicted):
-        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted ones")
-    for i, (g, p) in enumerate(zip(gold, predicted)):
-        if len(g) != len(p):
-            raise ValueError(f"sentence {i}: {len(g)} gold tags but {len(p)} predicted tags")
-        gold_spans, pred_spans = set(spans(g, scheme)), set(spans(p, scheme))
-        n_gold += len(gold_spans)
-        n_pred += len(pred_spans)
-        n_correct += len(gold_spans & pred_spans)
-    return EntityScores.from_counts(n_gold, n_pred, n_correct)
+    counts = count_entities(gold, predicted, scheme).values()
+    return EntityScores.from_counts(*(sum(c[i] for c in counts) for i in range(3)))
 
 
 def align_labels(

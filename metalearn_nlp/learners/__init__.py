@@ -12,13 +12,31 @@ protonet       prototypical network (ProtoBERT)                yes
 nnshot         nearest support word                            yes
 structshot     NNShot + Viterbi with abstract transitions      yes (as NNShot)
 zeroshot       type-name prototypes + O threshold              yes
+maml           second-order MAML, top layers + learned head    yes
+fomaml         first-order MAML                                yes
+anil           MAML on the head only (ANIL)                    yes
+protomaml      MAML from the prototypes' linear head           yes
+reptile        Reptile (step toward the adapted weights)       yes
+metasgd        MAML with learned per-weight inner rates        yes
+learned_opt.   a learned coordinate-wise update rule           yes
+reinforce      ProtoNet + REINFORCE on entity-F1               yes
 =============  ==============================================  ===============
 
-Taught in: chapter 3.2 (Algorithm steps); chapter 5.2 (Source code).
+Modules: ``base`` (the protocol), ``metric`` (distances, prototypes and
+type-name vectors shared by the metric learners), ``protonet`` (ProtoNet,
+NNShot, StructShot), ``viterbi`` (StructShot's decoder), ``zeroshot`` and
+``finetune``; the gradient-based learners in ``maml`` (on
+:mod:`metalearn_nlp.inner_loop`), ``reptile``, ``metasgd``,
+``learned_optimizer``; ``reinforce``.
+
+Taught in: chapter 3.1 (prototypical networks); chapter 3.2 (MAML and its
+relatives); chapter 3.3 (learning to optimise); chapter 3.4 (REINFORCE);
+chapter 5.2 (Source code).
 """
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from ..encoders import Encoder, load_encoder
@@ -31,20 +49,27 @@ from .base import (
     support_only,
 )
 from .finetune import FineTune, train_linear_head
-from .protonet import (
-    NNShot,
-    ProtoNet,
-    StructShot,
-    ViterbiPredictor,
+from .learned_optimizer import CoordinateRule, LearnedOptimizer
+from .maml import ANIL, FOMAML, MAML, AdaptedPredictor, GradientLearner, ProtoMAML
+from .metasgd import MetaSGD
+from .metric import (
+    DESCRIPTIONS,
     class_prototypes,
+    describe,
+    embed_descriptions,
+    io_index,
+    label_name_vectors,
     nearest_neighbour_scores,
     prototype_scores,
     prototypical_loss,
     sibling_backoff,
     squared_distances,
 )
+from .protonet import NNShot, ProtoNet, StructShot, ViterbiPredictor
+from .reinforce import Reinforce
+from .reptile import Reptile
 from .viterbi import AbstractTransitions, estimate_transitions, transition_scores, viterbi_decode
-from .zeroshot import DESCRIPTIONS, ZeroShot, describe, embed_descriptions, label_name_vectors
+from .zeroshot import ZeroShot
 
 #: Registry name -> learner class.
 LEARNERS: dict[str, type[Learner]] = {
@@ -53,7 +78,41 @@ LEARNERS: dict[str, type[Learner]] = {
     "nnshot": NNShot,
     "structshot": StructShot,
     "zeroshot": ZeroShot,
+    "maml": MAML,
+    "fomaml": FOMAML,
+    "anil": ANIL,
+    "protomaml": ProtoMAML,
+    "reptile": Reptile,
+    "metasgd": MetaSGD,
+    "learned_optimizer": LearnedOptimizer,
+    "reinforce": Reinforce,
 }
+
+
+class UnknownLearnerError(ValueError, KeyError):
+    """``get_learner`` got a name that is not in ``LEARNERS``.
+
+    A ``ValueError`` (a bad argument) and, for code written when this was a
+    plain ``KeyError``, a ``KeyError`` too. The message lists the registered
+    names and suggests the closest one.
+
+    Attributes:
+        name: the name asked for.
+        suggestion: the closest registered name, or None when none is close.
+    """
+
+    def __init__(self, name: str, registered: list[str]) -> None:
+        self.name, self.registered = name, list(registered)
+        close = difflib.get_close_matches(name.lower(), registered, n=1, cutoff=0.6)
+        self.suggestion: str | None = close[0] if close else None
+        hint = f" did you mean {self.suggestion!r}?" if self.suggestion else ""
+        super().__init__(f"unknown learner {name!r};{hint} registered learners: {', '.join(registered)}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (e.g. across processes) with its own arguments
+        return type(self), (self.name, self.registered)
 
 
 def get_learner(name: str, encoder: Encoder | str | None = None, **options: Any) -> Learner:
@@ -67,22 +126,35 @@ def get_learner(name: str, encoder: Encoder | str | None = None, **options: Any)
             for StructShot and ZeroShot, ``train_layers=`` for FineTune).
 
     Raises:
-        KeyError: unknown name; the message lists the registry.
+        UnknownLearnerError: unknown name (a ``ValueError`` and a
+            ``KeyError``); the message lists the registry and suggests the
+            closest name.
 
     Example:
         >>> learner = get_learner("protonet")  # doctest: +SKIP
     """
     key = name.lower()
     if key not in LEARNERS:
-        raise KeyError(f"unknown learner {name!r}; registered learners: {', '.join(sorted(LEARNERS))}")
+        raise UnknownLearnerError(name, sorted(LEARNERS))
     if not isinstance(encoder, Encoder):
         encoder = load_encoder(encoder)
     return LEARNERS[key](encoder, **options)
 
 
 __all__ = [
+    "ANIL",
     "DESCRIPTIONS",
+    "FOMAML",
     "LEARNERS",
+    "MAML",
+    "AdaptedPredictor",
+    "CoordinateRule",
+    "GradientLearner",
+    "LearnedOptimizer",
+    "MetaSGD",
+    "ProtoMAML",
+    "Reinforce",
+    "Reptile",
     "AbstractTransitions",
     "EpisodeMismatchError",
     "FineTune",
@@ -92,6 +164,7 @@ __all__ = [
     "Predictor",
     "ProtoNet",
     "StructShot",
+    "UnknownLearnerError",
     "ViterbiPredictor",
     "WordScorePredictor",
     "ZeroShot",
@@ -100,6 +173,7 @@ __all__ = [
     "embed_descriptions",
     "estimate_transitions",
     "get_learner",
+    "io_index",
     "label_name_vectors",
     "nearest_neighbour_scores",
     "prototype_scores",

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..data.episodes import CLASS_SCHEME, Episode, TaggedSentence
+from ..data.episode import CLASS_SCHEME, Episode, TaggedSentence
 from ..encoders import Encoder, Text, as_sentences, eval_mode
 
 __all__ = [
@@ -178,6 +178,8 @@ class Learner(nn.Module, ABC):
     meta_trainable: ClassVar[bool] = True
     schemes: ClassVar[tuple[str, ...]] = ("io", "bio", "bioes")
     needs_support: ClassVar[bool] = True
+    #: Parameter-name prefixes never weight-decayed (e.g. Meta-SGD's learned learning rates).
+    no_decay_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, encoder: Encoder, *, batch_size: int = 32) -> None:
         super().__init__()
@@ -281,7 +283,8 @@ class Learner(nn.Module, ABC):
             if not parameter.requires_grad:
                 continue
             is_encoder = name.startswith("encoder.")
-            no_decay = parameter.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias")
+            no_decay = (parameter.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias")
+                        or name.startswith(self.no_decay_prefixes))
             groups.setdefault((is_encoder, no_decay), []).append(parameter)
         out = []
         for (is_encoder, no_decay), params in sorted(groups.items(), key=lambda item: (not item[0][0], item[0][1])):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.episodes import Episode
+from ..data.episode import Episode
 from ..encoders import Encoder, eval_mode
 from .base import Learner, Predictor
 

@@ -26,12 +26,16 @@ A label with no support word (e.g. ``I-person`` when every support person
 is one word long, in BIO, common in 1-shot episodes) has no prototype and no
 neighbour. When predicting, it borrows the scores of a label of the same
 type that has words (``I-person`` scores as ``B-person``;
-:func:`sibling_backoff`): an argmax decoder then picks ``B-person`` (the
+:func:`~metalearn_nlp.learners.metric.sibling_backoff`): an argmax decoder then picks ``B-person`` (the
 lower id wins ties), and StructShot's transitions decide between the two.
 ``O``, or a type with no word at all, scores -inf. In the meta-training loss,
 query words whose label has no support word are left out (the reference
 implementations average over an empty set and get NaN). Optionally (``name_weight > 0``) ProtoNet's
 prototypes start from the label's *name*, see :class:`ProtoNet`.
+
+The distances, prototypes, scores and losses are pure functions in
+:mod:`metalearn_nlp.learners.metric`, shared with zero-shot tagging; this
+module holds the learners built on them.
 
 Taught in: chapter 3.1 (Prototypical networks: prototypes as class means,
 the linear-layer view); chapter 3.2 (Algorithm steps); chapter 4.2;
@@ -47,160 +51,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data.episodes import Episode, TaggedSentence
-from ..data.tags import parse_tag
+from ..data.episode import Episode, TaggedSentence
 from ..encoders import Encoder, Text, WordVectors, eval_mode
-from ..kernels import prototype_log_softmax
 from .base import EpisodeMismatchError, Learner, Predictor
+from .metric import (
+    class_prototypes,
+    label_name_vectors,
+    nearest_neighbour_scores,
+    prototype_scores,
+    prototypical_loss,
+    sibling_backoff,
+)
 from .viterbi import AbstractTransitions, estimate_transitions, transition_scores, viterbi_decode
 
-__all__ = [
-    "NNShot",
-    "ProtoNet",
-    "StructShot",
-    "class_prototypes",
-    "nearest_neighbour_scores",
-    "prototype_scores",
-    "prototypical_loss",
-    "sibling_backoff",
-    "squared_distances",
-]
+__all__ = ["NNShot", "ProtoNet", "StructShot", "ViterbiPredictor"]
 
 
-# -- functional cores -------------------------------------------------------------------------
-def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``(n, m)`` matrix of ``||x_i - y_j||^2`` (expanded form, clamped at 0).
-
-    Example:
-        >>> squared_distances(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0]]))
-        tensor([[25.]])
-    """
-    sq = (x * x).sum(1, keepdim=True) - 2.0 * x @ y.t() + (y * y).sum(1)[None, :]
-    return sq.clamp_min(0.0)
-
-
-def class_prototypes(
-    vectors: torch.Tensor, labels: torch.Tensor, n_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean vector of each class.
-
-    Arguments:
-        vectors: ``(n, H)`` support word vectors.
-        labels: ``(n,)`` their label ids in ``0..n_classes-1``.
-        n_classes: C.
-
-    Returns:
-        ``(prototypes, counts)``: ``(C, H)`` means (zeros for a class with no
-        word) and ``(C,)`` the number of words of each class.
-
-    Example:
-        >>> protos, counts = class_prototypes(torch.tensor([[0.0], [2.0], [5.0]]), torch.tensor([0, 0, 1]), 3)
-        >>> protos.squeeze(1).tolist(), counts.tolist()
-        ([1.0, 5.0, 0.0], [2, 1, 0])
-    """
-    sums = torch.zeros(n_classes, vectors.shape[1], dtype=vectors.dtype, device=vectors.device)
-    sums = sums.index_add(0, labels, vectors)
-    counts = torch.bincount(labels, minlength=n_classes)
-    return sums / counts.clamp_min(1).to(vectors.dtype)[:, None], counts
-
-
-def prototype_scores(x: torch.Tensor, prototypes: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
-    """``-||x - p_c||^2`` for every word and class; -inf for classes not ``present``.
-
-    Example:
-        >>> prototype_scores(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
-        tensor([[-1., -1.]])
-    """
-    scores = -squared_distances(x, prototypes)
-    if present is not None:
-        scores = scores.masked_fill(~present[None, :], float("-inf"))
-    return scores
-
-
-def prototypical_loss(
-    x: torch.Tensor, labels: torch.Tensor, prototypes: torch.Tensor, present: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Mean cross-entropy of query words under ``softmax_c(-||x - p_c||^2)`` (fused kernel).
-
-    Classes not ``present`` are dropped from the softmax, and words of those
-    classes from the mean. With no word left the loss is 0 (with a graph).
-
-    Arguments:
-        x: ``(n, H)`` query word vectors.
-        labels: ``(n,)`` their label ids.
-        prototypes: ``(C, H)``.
-        present: ``(C,)`` bool, default all.
-
-    Returns:
-        A scalar.
-    """
-    c = prototypes.shape[0]
-    if present is None:
-        present = torch.ones(c, dtype=torch.bool, device=prototypes.device)
-    compact = torch.cumsum(present.long(), 0) - 1  # old id -> id among present classes
-    keep = present[labels]
-    if not bool(keep.any()):
-        return x.sum() * 0.0 + prototypes.sum() * 0.0
-    log_probs = prototype_log_softmax(x[keep], prototypes[present])
-    return F.nll_loss(log_probs, compact[labels[keep]])
-
-
-def nearest_neighbour_scores(
-    x: torch.Tensor, support: torch.Tensor, support_labels: torch.Tensor, n_classes: int
-) -> torch.Tensor:
-    """NNShot's scores: ``max over support words s of class c of -||x - s||^2``.
-
-    Arguments:
-        x: ``(n, H)`` query word vectors.
-        support: ``(m, H)`` support word vectors.
-        support_labels: ``(m,)`` their label ids.
-        n_classes: C.
-
-    Returns:
-        ``(n, C)``; -inf for a class with no support word. Differentiable.
-
-    Example:
-        >>> s = torch.tensor([[0.0], [1.0], [10.0]])
-        >>> nearest_neighbour_scores(torch.tensor([[2.0]]), s, torch.tensor([0, 0, 1]), 3)
-        tensor([[ -1., -64., -inf]])
-    """
-    scores = -squared_distances(x, support)  # (n, m)
-    out = torch.full((x.shape[0], n_classes), float("-inf"), dtype=scores.dtype, device=scores.device)
-    index = support_labels[None, :].expand_as(scores)
-    return out.scatter_reduce(1, index, scores, reduce="amax", include_self=True)
-
-
-def sibling_backoff(label_names: Sequence[str], scheme: str, present: torch.Tensor) -> torch.Tensor:
-    """For each label, the label whose scores it uses: itself, or a same-type label with support words.
-
-    A label that is ``present`` maps to itself; an absent ``B-t``/``I-t``/...
-    maps to the first present label of type ``t``; anything else (``O``, or a
-    type with no word) maps to itself and keeps its -inf.
-
-    Arguments:
-        label_names: the episode's labels.
-        scheme: their scheme.
-        present: ``(C,)`` bool, labels with at least one support word.
-
-    Returns:
-        ``(C,)`` long index: use ``scores[:, index]`` or ``prototypes[index]``.
-
-    Example:
-        >>> sibling_backoff(["O", "B-x", "I-x"], "bio", torch.tensor([True, True, False])).tolist()
-        [0, 1, 1]
-    """
-    types = [parse_tag(name, scheme)[1] for name in label_names]
-    flags = present.tolist()
-    index = []
-    for c, type_ in enumerate(types):
-        if flags[c] or not type_:
-            index.append(c)
-        else:
-            index.append(next((j for j, t in enumerate(types) if t == type_ and flags[j]), c))
-    return torch.tensor(index, device=present.device)
-
-
-# -- learners ---------------------------------------------------------------------------------
 class ProtoNet(Learner):
     """Prototypical network on word vectors (ProtoBERT).
 
@@ -211,7 +77,7 @@ class ProtoNet(Learner):
             already applies).
         name_weight (float, default 0.0): λ. When positive, each entity
             label's prototype starts from the embedding ``e_t`` of its
-            type's name or description (see :mod:`.zeroshot`) and the
+            type's name or description (see :mod:`.metric`) and the
             support words update it like λ pseudo-observations:
             ``p_c = (sum of support vectors of c + λ e_t) / (n_c + λ)``.
             ``λ = 0`` is plain ProtoNet; as ``n_c`` grows the support mean
@@ -258,8 +124,6 @@ class ProtoNet(Learner):
         c = len(episode.label_names)
         protos, counts = class_prototypes(support.vectors, support.labels, c)
         if self.name_weight > 0:
-            from .zeroshot import label_name_vectors
-
             names, has_name = label_name_vectors(self.encoder, episode, self.descriptions)
             lam = self.name_weight
             weight = counts.to(protos.dtype)[:, None]

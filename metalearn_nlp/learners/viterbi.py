@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from ..data.episodes import TaggedSentence
+from ..data.episode import TaggedSentence
 from ..data.tags import SCHEMES, convert_tags, parse_tag
 
 __all__ = [

@@ -1,12 +1,12 @@
-"""Zero-shot tagging from type names, and label-name vectors for few-shot prototypes.
+"""Zero-shot tagging from type names: prototypes from descriptions and a distance threshold for ``O``.
 
 **Type prototypes from names.** With no support example, a type's prototype
-is the encoder's embedding of its name or a short description: the mean of
-the word vectors of the description, embedded as a sentence of its own
-(``"geo-loc"`` -> ``"location"``). :data:`DESCRIPTIONS` holds defaults for
-the WNUT-16, CoNLL-2003 and WNUT-17 types; a type without one is described
-by its own name with ``-``, ``_`` and ``/`` read as spaces
-(``"person-actor"`` -> ``"person actor"``); user descriptions override both.
+is the encoder's embedding of its name or a short description
+(:func:`~metalearn_nlp.learners.metric.describe`,
+:func:`~metalearn_nlp.learners.metric.embed_descriptions`;
+``"geo-loc"`` -> ``"location"``). The description machinery, with its
+defaults :data:`~metalearn_nlp.learners.metric.DESCRIPTIONS`, lives in
+:mod:`metalearn_nlp.learners.metric`, which ProtoNet shares.
 
 **The geometry.** Contextual word vectors are anisotropic: they share a
 large common component, so raw Euclidean distances mostly measure how
@@ -41,7 +41,7 @@ a parameter).
 
 **Few-shot prototypes initialised from names** live in
 :class:`~metalearn_nlp.learners.protonet.ProtoNet` (``name_weight``), which
-calls :func:`label_name_vectors` from here.
+calls :func:`~metalearn_nlp.learners.metric.label_name_vectors`.
 
 Taught in: chapter 3.2 (zero-shot prototypes); chapter 5.2 (Source code).
 """
@@ -56,100 +56,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.episodes import Episode, TaggedSentence
+from ..data.episode import Episode, TaggedSentence
 from ..data.tags import convert_tags, entity_scores, parse_tag, spans
 from ..encoders import Encoder, Text, eval_mode
 from .base import Learner, Predictor, WordScorePredictor
-from .protonet import squared_distances
+from .metric import describe, embed_descriptions, io_index, squared_distances
 
-__all__ = ["DESCRIPTIONS", "ZeroShot", "describe", "embed_descriptions", "label_name_vectors"]
-
-#: Default short descriptions of the types of WNUT-16, CoNLL-2003 (hub and file names) and WNUT-17.
-DESCRIPTIONS: dict[str, str] = {
-    # WNUT-16
-    "person": "person",
-    "geo-loc": "location",
-    "other": "other named entity",
-    "company": "company",
-    "facility": "facility building",
-    "product": "product",
-    "musicartist": "musician band",
-    "sportsteam": "sports team",
-    "movie": "movie",
-    "tvshow": "television show",
-    # CoNLL-2003
-    "PER": "person",
-    "LOC": "location",
-    "ORG": "organization",
-    "MISC": "miscellaneous named entity",
-    "location": "location",
-    "organisation": "organization",
-    "organization": "organization",
-    "misc": "miscellaneous named entity",
-    # WNUT-17
-    "corporation": "corporation company",
-    "creative-work": "creative work title",
-    "group": "group",
-}
-
-
-def describe(type_: str, descriptions: Mapping[str, str] | None = None) -> str:
-    """The text that stands for a type: the user's description, the default, or the name itself.
-
-    Example:
-        >>> describe("geo-loc"), describe("person-actor"), describe("x", {"x": "a thing"})
-        ('location', 'person actor', 'a thing')
-    """
-    if descriptions and type_ in descriptions:
-        return descriptions[type_]
-    if type_ in DESCRIPTIONS:
-        return DESCRIPTIONS[type_]
-    text = type_.replace("-", " ").replace("_", " ").replace("/", " ").strip()
-    return text or type_
-
-
-def embed_descriptions(encoder: Encoder, texts: Sequence[str]) -> torch.Tensor:
-    """``(N, H)`` float32: each text embedded as a sentence, its word vectors averaged.
-
-    Runs with the encoder's current mode and gradient setting (so it can be
-    meta-trained); wrap in ``torch.no_grad()`` to predict.
-    """
-    words = encoder.encode([text.split() or [text] for text in texts])
-    vectors = words.vectors.float()
-    sums = torch.zeros(len(texts), vectors.shape[1], dtype=vectors.dtype, device=vectors.device)
-    sums = sums.index_add(0, words.sentence, vectors)
-    counts = torch.bincount(words.sentence, minlength=len(texts)).clamp_min(1).to(vectors.dtype)
-    return sums / counts[:, None]
-
-
-def _io_index(episode: Episode) -> torch.Tensor:
-    """For each label id, the id of its type in ``["O", *types]`` (0 for ``O``)."""
-    position = {type_: i + 1 for i, type_ in enumerate(episode.types)}
-    return torch.tensor([0 if name == "O" else position[parse_tag(name, episode.scheme)[1]]
-                         for name in episode.label_names])
-
-
-def label_name_vectors(
-    encoder: Encoder, episode: Episode, descriptions: Mapping[str, str] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Name vector of every label of an episode: its type's description embedding (``O``: none).
-
-    Returns:
-        ``(vectors (C, H), has_name (C,))``: ``B-t`` and ``I-t`` share the
-        vector of ``t``; the ``O`` row is zeros with ``has_name`` false.
-    """
-    types = embed_descriptions(encoder, [describe(t, descriptions) for t in episode.types])
-    index = _io_index(episode).to(types.device)
-    vectors = torch.cat([torch.zeros_like(types[:1]), types])[index]
-    return vectors, index > 0
-
+__all__ = ["ZeroShot", "ZeroShotPredictor"]
 
 class ZeroShot(Learner):
     """Tag with type-name prototypes and a distance threshold for ``O``: no support examples.
 
     Arguments:
         encoder: the word encoder.
-        descriptions: ``{type: text}`` overriding :data:`DESCRIPTIONS`.
+        descriptions: ``{type: text}`` overriding
+            :data:`~metalearn_nlp.learners.metric.DESCRIPTIONS`.
         o_threshold (float | None): θ, the squared distance under which a
             word joins its nearest type. None: estimate it with
             ``calibrate`` (or pass ``train_sentences``).
@@ -293,14 +214,14 @@ class ZeroShot(Learner):
         words = self.encoder.encode(sentences, episode)
         vectors = embed_descriptions(self.encoder, [describe(t, self.descriptions) for t in episode.types])
         scores = self.io_scores(words.vectors.float(), vectors)
-        return F.cross_entropy(scores, _io_index(episode).to(scores.device)[words.labels])
+        return F.cross_entropy(scores, io_index(episode).to(scores.device)[words.labels])
 
     @torch.no_grad()
     def _adapt(self, support: Episode) -> Predictor:
         self._check_calibrated()
         with eval_mode(self.encoder):
             vectors = embed_descriptions(self.encoder, [describe(t, self.descriptions) for t in support.types])
-        index = _io_index(support).to(vectors.device)
+        index = io_index(support).to(vectors.device)
         threshold = self.log_threshold.detach().exp().item()
 
         vectors = self.transform(vectors)

@@ -132,6 +132,23 @@ def test_malformed_lines_name_file_line_and_expectation(write, text: str, line: 
     assert message in str(error)
 
 
+@pytest.mark.parametrize("space", ["\u00a0", "\u2009", "\u3000", "\u2028", "\x1c", "\x85"])
+def test_a_unicode_space_in_a_space_separated_line_is_an_error_not_a_cut_token(write, space: str):
+    # split on spaces, "New<NBSP>York B-loc" used to be read as the token "New" (and "York" lost)
+    path = write("train.conll", f"Ada B-person\n\nNew{space}York B-loc\n")
+    with pytest.raises(ConllFormatError) as caught:
+        read_conll(path)
+    error = caught.value
+    assert (error.path, error.line) == (str(path), 3)
+    assert f"U+{ord(space):04X}" in str(error)
+    assert "separate the columns with tabs" in str(error)
+
+
+def test_unicode_spaces_inside_tab_separated_tokens_are_kept(write):
+    sentences, _ = read_conll(write("f.txt", "New\u00a0York\tB-loc\n"))
+    assert sentences[0].tokens == ("New\u00a0York",)
+
+
 def test_bad_encoding_names_the_line_and_the_byte(write):
     path = write("latin1.conll", "caf\xe9\tO\n".encode("utf-8") + b"na\xefve\tO\n")
     with pytest.raises(ConllFormatError, match=r"latin1\.conll:2: expected UTF-8 text, got byte 0xef at column 3") as caught:

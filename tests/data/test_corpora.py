@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import datasets
 import pytest
+from huggingface_hub.errors import EntryNotFoundError
 
 from metalearn_nlp.data import (
     ConllFormatError,
     CorpusUnavailableError,
+    SkippedFilesWarning,
     TaggedSentence,
     load_corpus,
     spans,
@@ -92,6 +95,31 @@ def test_folder_without_split_files_lists_what_it_holds(write):
     folder = write("c/notes.md", "x").parent
     with pytest.raises(FileNotFoundError, match=r"no train / dev / test file found \(it holds: notes.md\)"):
         load_corpus(folder)
+
+
+def test_files_whose_names_name_no_split_or_two_are_reported_not_skipped_silently(write):
+    write("c/train.txt", TRAIN)
+    write("c/wnut17train.conll", TRAIN)  # "wnut17train" is one word: it names no split
+    write("c/dev_test.txt", DEV)  # names two splits
+    write("c/.hidden", "x")  # hidden files are not data
+    folder = write("c/test.txt", TEST).parent
+    with pytest.warns(SkippedFilesWarning) as caught:
+        corpus = load_corpus(folder)
+    message = str(caught[0].message)
+    assert str(folder) in message
+    assert "wnut17train.conll (names no split)" in message
+    assert "dev_test.txt (names dev and test)" in message
+    assert ".hidden" not in message
+    assert corpus.skipped == ["dev_test.txt (names dev and test)", "wnut17train.conll (names no split)"]
+    assert "skipped 2 files" in str(corpus)
+
+
+def test_a_folder_whose_every_file_names_a_split_warns_nothing(write):
+    write("c/train.txt", TRAIN)
+    folder = write("c/test.txt", TEST).parent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_corpus(folder).skipped == []
 
 
 def test_empty_split_file_is_an_error(write):
@@ -235,6 +263,38 @@ def test_hub_failure_is_reported_with_both_options(monkeypatch: pytest.MonkeyPat
     with pytest.raises(CorpusUnavailableError, match=r"ConnectionError: Couldn't reach.*pass path=.*go online") as caught:
         load_corpus("conll2003")
     assert isinstance(caught.value.__cause__, ConnectionError)
+
+
+@pytest.mark.parametrize("bug", [TypeError("load_dataset() got an unexpected keyword argument 'x'"),
+                                 AttributeError("'NoneType' object has no attribute 'split'"),
+                                 KeyError("train")])
+def test_programming_errors_in_the_hub_loader_are_not_reported_as_an_unavailable_hub(
+    monkeypatch: pytest.MonkeyPatch, online, bug: Exception
+):
+    def broken(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr(datasets, "load_dataset", broken)
+    with pytest.raises(type(bug)) as caught:
+        load_corpus("conll2003")
+    assert caught.value is bug and not isinstance(caught.value, CorpusUnavailableError)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [FileNotFoundError("no such dataset"), TimeoutError("read timed out"), EntryNotFoundError("entry not found")],
+)
+def test_missing_files_and_network_and_hub_failures_are_reported_as_an_unavailable_hub(
+    monkeypatch: pytest.MonkeyPatch, online, failure: Exception
+):
+    def unreachable(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    with pytest.raises(CorpusUnavailableError, match="the hub did not deliver it") as caught:
+        load_corpus("wnut17")
+    assert f"({type(failure).__name__}: " in str(caught.value)
+    assert caught.value.__cause__ is failure
 
 
 def test_hub_tags_without_class_label_names_are_refused(monkeypatch: pytest.MonkeyPatch, online):

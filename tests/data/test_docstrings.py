@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["tags", "conll", "corpora", "episodes", "collate"])
+@pytest.mark.parametrize("module", ["tags", "conll", "corpora", "episode", "samplers", "splits", "files", "collate"])
 def test_docstring_examples(module: str):
     result = doctest.testmod(importlib.import_module(f"metalearn_nlp.data.{module}"), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from metalearn_nlp.data.episodes import _file_digest
+from metalearn_nlp.data.files import _file_digest
 from metalearn_nlp.data import (
     ClassSampler,
     EpisodeFileError,

@@ -86,6 +86,41 @@ def test_exclude_mode_skips_sentences_with_other_types_like_the_reference():
         assert 0 not in episode.support_ids + episode.query_ids
 
 
+def test_exclude_mode_redraws_types_that_no_usable_sentence_mentions():
+    # c only occurs next to a: when {b, c} is drawn no sentence is usable, so other types are drawn
+    sentences = corpus({"a": 4, "b": 4}) + [TaggedSentence(["x", "y"], ["B-a", "B-c"])] * 4
+    sampler = FewNERDSampler(sentences, ways=2, shots=1, other_types="exclude", seed=0)
+    episodes = sampler.episodes(60)  # {b, c} is a third of the draws: it comes up
+    assert {frozenset(e.types) for e in episodes} == {frozenset("ab"), frozenset("ac")}
+    for episode in episodes:
+        check_few_nerd_episode(episode, sampler)
+
+
+def test_exclude_mode_gives_up_when_no_type_set_has_usable_sentences():
+    # each type has two usable mentions, but any two types share a single sentence
+    pairs = [("a", "b"), ("a", "c"), ("b", "c")]
+    sentences = [TaggedSentence(["x", "y"], [f"B-{s}", f"B-{t}"]) for s, t in pairs]
+    FewNERDSampler(sentences, ways=2, shots=1, seed=0).sample()  # relabel mode: fine
+    stuck = FewNERDSampler(sentences, ways=2, shots=1, other_types="exclude", seed=0)
+    with pytest.raises(EpisodeSamplingError, match=r"drew 100 type sets .* other_types='relabel'"):
+        stuck.sample()
+
+
+def test_exclude_mode_precheck_counts_only_the_sentences_it_can_use():
+    # every mention of c sits in a sentence with three types: a 2-way episode can never use it
+    sentences = corpus({"a": 4, "b": 4}) + [TaggedSentence(["x", "y", "z"], ["B-a", "B-b", "B-c"])] * 4
+    FewNERDSampler(sentences, ways=2, shots=1)  # relabel mode uses them
+    expected = r"types \['c'\] have fewer than K \+ Q = 2 mentions in the sentences other_types='exclude' can use"
+    with pytest.raises(EpisodeSamplingError, match=expected) as caught:
+        FewNERDSampler(sentences, ways=2, shots=1, other_types="exclude")
+    assert "mentions in usable sentences per type: a 4, b 4, c 0" in str(caught.value)
+    # mentions next to a type left out with types= are not usable either
+    beside_d = corpus({"a": 4}) + [TaggedSentence(["x", "y"], ["B-b", "B-d"])] * 4
+    FewNERDSampler(beside_d, ways=1, shots=1, types=["a", "b"])
+    with pytest.raises(EpisodeSamplingError, match=r"types \['b'\] have fewer than K \+ Q"):
+        FewNERDSampler(beside_d, ways=1, shots=1, types=["a", "b"], other_types="exclude")
+
+
 def test_same_seed_same_episodes_other_seed_other_episodes():
     first = FewNERDSampler(MIXED, ways=3, shots=1, seed=5).episodes(20)
     assert FewNERDSampler(MIXED, ways=3, shots=1, seed=5).episodes(20) == first
@@ -195,6 +230,28 @@ def test_few_nerd_invariants_hold_on_random_corpora(sentences, ways, shots, quer
             continue
         event("episode checked")
         check_few_nerd_episode(episode, sampler)
+
+
+@settings(max_examples=80, deadline=None)
+@given(tagged_corpora(), st.integers(1, 3), st.integers(1, 2), st.sampled_from(["io", "bio"]), st.integers(0, 2**32))
+def test_exclude_mode_invariants_hold_on_random_corpora(sentences, ways, shots, scheme, seed):
+    try:
+        sampler = FewNERDSampler(sentences, ways, shots, scheme=scheme, seed=seed, other_types="exclude")
+    except EpisodeSamplingError as error:
+        event("impossible request")
+        assert "only" in str(error) or "other_types='exclude' can use" in str(error)
+        return
+    for _ in range(3):
+        try:
+            episode = sampler.sample()
+        except EpisodeSamplingError as error:
+            assert "gave up after 100 attempts" in str(error) or "drew 100 type sets" in str(error)
+            event("stuck")
+            continue
+        event("episode checked")
+        check_few_nerd_episode(episode, sampler)
+        for index in episode.support_ids + episode.query_ids:  # no sentence mentions another type
+            assert set(sampler.examples[index].mentions(scheme)) <= set(episode.types)
 
 
 # --- CrossDatasetSampler ----------------------------------------------------

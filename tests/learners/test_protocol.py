@@ -24,6 +24,9 @@ OPTIONS = {
     "finetune": {"steps": 3, "head_lr": 0.05},
     "structshot": {"train_sentences": "corpus"},
     "zeroshot": {"train_sentences": "corpus"},
+    # the lookup world's encoder has no transformer layers: the gradient learners adapt the head only
+    **{name: {"adapt_layers": 0, "adapt_steps": 10, "inner_lr": 0.1}
+       for name in ("maml", "fomaml", "anil", "protomaml", "reptile", "metasgd", "learned_optimizer")},
 }
 
 
@@ -36,14 +39,54 @@ def _snapshot(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def test_registry_holds_the_five_learners():
-    assert set(LEARNERS) == {"finetune", "protonet", "nnshot", "structshot", "zeroshot"}
+def test_registry_holds_every_learner():
+    assert set(LEARNERS) == {"finetune", "protonet", "nnshot", "structshot", "zeroshot", "maml", "fomaml", "anil",
+                             "protomaml", "reptile", "metasgd", "learned_optimizer", "reinforce"}
     assert all(issubclass(cls, Learner) and cls.name == key for key, cls in LEARNERS.items())
 
 
 def test_unknown_learner_lists_the_registry(tiny_encoder):
-    with pytest.raises(KeyError, match="registered learners: finetune, nnshot, protonet, structshot, zeroshot"):
-        get_learner("maml++", tiny_encoder)
+    with pytest.raises(KeyError, match="registered learners: anil, finetune, fomaml, learned_optimizer, maml, metasgd, nnshot, protomaml, "
+                       "protonet, reinforce, reptile, structshot, zeroshot"):
+        get_learner("maml-plus-plus", tiny_encoder)
+
+
+@pytest.mark.parametrize(("name", "closest"), [("protonets", "protonet"), ("ProtoNet", None), ("nn-shot", "nnshot"),
+                                             ("NNShot", None), ("zero_shot", "zeroshot")])
+def test_unknown_learner_error_is_a_value_error_that_suggests_the_closest_name(tiny_encoder, name, closest):
+    import metalearn_nlp.learners as learners
+
+    if closest is None:  # registered (case-insensitive): no error
+        assert get_learner(name, tiny_encoder).name == name.lower()
+        return
+    with pytest.raises(learners.UnknownLearnerError) as caught:
+        get_learner(name, tiny_encoder)
+    error = caught.value
+    assert isinstance(error, ValueError) and isinstance(error, KeyError)  # old `except KeyError` still works
+    assert str(error).startswith(f"unknown learner {name!r}; did you mean {closest!r}? registered learners: ")
+    assert error.name == name and error.suggestion == closest
+
+
+def test_unknown_learner_without_a_close_name_suggests_nothing(tiny_encoder):
+    from metalearn_nlp.learners import UnknownLearnerError
+
+    with pytest.raises(UnknownLearnerError, match=r"^unknown learner 'xyz'; registered learners: anil, finetune, ") as caught:
+        get_learner("xyz")
+    assert caught.value.suggestion is None
+
+
+def test_the_metric_learners_do_not_import_each_other():
+    import ast
+    import inspect
+
+    import metalearn_nlp.learners.protonet as protonet
+    import metalearn_nlp.learners.zeroshot as zeroshot
+
+    for module, other in ((protonet, "zeroshot"), (zeroshot, "protonet")):
+        tree = ast.parse(inspect.getsource(module))
+        imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert not any(name.split(".")[-1] == other for name in imported), (module.__name__, imported)
 
 
 @pytest.mark.parametrize("name", sorted(LEARNERS))
@@ -129,7 +172,7 @@ def test_config_names_the_learner_and_encoder(tiny_encoder):
     assert config["learner"] == "finetune" and config["steps"] == 7 and config["encoder"] == tiny_encoder.name
 
 
-@pytest.mark.parametrize("module", ["protonet", "viterbi", "zeroshot", "finetune", "base"])
+@pytest.mark.parametrize("module", ["metric", "protonet", "viterbi", "zeroshot", "finetune", "base"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(f"metalearn_nlp.learners.{module}"),
                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

@@ -17,7 +17,7 @@ from metalearn_nlp.learners import (
     sibling_backoff,
     squared_distances,
 )
-from metalearn_nlp.learners.zeroshot import embed_descriptions
+from metalearn_nlp.learners.metric import embed_descriptions
 
 
 def _clusters(n_classes=4, per_class=30, dim=16, spread=0.5, seed=0):
