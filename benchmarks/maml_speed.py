@@ -14,7 +14,7 @@ query loss with the adapted weights, backpropagated into the model's ``.grad``.
 Competitors:
 
 * ``ours``: :class:`metalearn_nlp.inner_loop.FunctionalEncoder` + ``inner_loop`` + ``sgd_step``
-  under ``math_attention()``. The trunk below the adapted layers runs once per batch.
+  (``torch.add(p, g, alpha=-lr)``) under ``math_attention()``. The trunk below the adapted layers runs once per batch.
 * ``higher``: ``higher.innerloop_ctx(model, SGD(trainable params), copy_initial_weights=False)``
   and ``diffopt.step(loss)``, as higher's README shows.
 * ``torchopt``: ``torchopt.MetaSGD`` on the adapted modules with ``extract_state_dict`` /
@@ -53,11 +53,9 @@ reports ``VmHWM`` minus ``VmRSS`` before the step: the meta-step's own memory; t
 ``--memory-reps`` processes. Not ``ru_maxrss``: a process started by fork + exec keeps in it the
 RSS its parent had at the fork (the record shows it: the same value for every competitor).
 
-Also timed, for the diagnosis: ``ours_add_update`` (``ours`` with the inner update
-``torch.add(p, g, alpha=-lr)`` instead of ``sgd_step``'s ``p - lr * g``: a proposed fix, not the
-package as it is) and, in ``top2``, ``frozen_forward`` (the frozen trunk on the support batch:
-what the libraries recompute ``steps - 1`` more times than ``ours``), which bounds the speed-up
-that running the trunk once can give: ``speedup_bound_from_trunk_reuse``.
+Also timed in ``top2``, for the diagnosis: ``frozen_forward`` (the frozen trunk on the support
+batch: what the libraries recompute ``steps - 1`` more times than ``ours``), which bounds the
+speed-up that running the trunk once can give: ``speedup_bound_from_trunk_reuse``.
 """
 
 from __future__ import annotations
@@ -66,6 +64,7 @@ import argparse
 import contextlib
 import datetime as dt
 import gc
+import importlib.metadata
 import json
 import os
 import platform
@@ -92,11 +91,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "maml_speed.json"
 EPISODES = ROOT / "benchmarks" / "episodes" / "wnut16_5way_1shot.jsonl"
 LIBRARIES = ("higher", "torchopt", "learn2learn")
-COMPETITORS = ("ours",) + LIBRARIES
 #: setting -> (layers adapted on MiniLM (6 layers), layers adapted on the tiny 2-layer model)
 SETTINGS = {"full": ("all", "all"), "top2": (2, 1)}
 TARGETS = {"full": 1.0, "top2": 1.5}
-FIX = "ours_add_update"  # timed beside ours: see OursAddUpdate
 L2L_REASON = (
     "learn2learn 0.2.0 (the latest release) has no wheel for CPython 3.11 and its source distribution "
     "does not build here: `python3 -m venv /tmp/l2l && /tmp/l2l/bin/pip install torch==2.13.0 learn2learn` "
@@ -116,7 +113,7 @@ class Tagger(nn.Module):
         self.head = nn.Linear(hidden, n_labels, dtype=next(bert.parameters()).dtype)
 
     def forward(self, data: "Words") -> torch.Tensor:
-        hidden = self.bert(input_ids=data.input_ids, attention_mask=data.attention_mask).last_hidden_state
+        hidden = self.bert(input_ids=data.batch.input_ids, attention_mask=data.batch.attention_mask).last_hidden_state
         return self.head(hidden[data.rows, data.cols])
 
 
@@ -125,8 +122,6 @@ class Words:
     """One collated batch and where its (kept) words' first subwords are."""
 
     batch: Any
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
     rows: torch.Tensor
     cols: torch.Tensor
     labels: torch.Tensor
@@ -136,11 +131,11 @@ class Words:
         batch = encoder.collate(sentences, episode)
         words = pool_words(batch.input_ids[..., None].float(), batch, "first")  # only its indices are used
         cols = batch.word_index[words.sentence, words.position]
-        return cls(batch, batch.input_ids, batch.attention_mask, words.sentence, cols, words.labels)
+        return cls(batch, words.sentence, cols, words.labels)
 
     @property
     def tokens(self) -> int:
-        return int(self.attention_mask.sum())
+        return int(self.batch.attention_mask.sum())
 
 
 def episode_batches(encoder: Encoder, episodes: list) -> list[tuple[Words, Words]]:
@@ -166,24 +161,19 @@ def tiny_bert(vocab_size: int, seed: int = 0) -> nn.Module:
     return BertModel(config, add_pooling_layer=False).double().eval()
 
 
-def configure(tagger: Tagger, adapt: int | str) -> list[str]:
-    """Set requires_grad for a setting: everything, or only the top ``adapt`` layers and the head. Returns them."""
-    layers = tagger.bert.encoder.layer
-    for p in tagger.parameters():
-        p.requires_grad_(adapt == "all")
-    if adapt != "all":
-        for module in [*layers[len(layers) - adapt:], tagger.head]:
-            for p in module.parameters():
-                p.requires_grad_(True)
-    return [n for n, p in tagger.named_parameters() if p.requires_grad]
-
-
 def adapted_modules(tagger: Tagger, adapt: int | str) -> nn.Module:
-    """The module(s) whose parameters adapt: the whole tagger, or the top layers and the head."""
+    """The module(s) whose parameters adapt: the whole tagger, or the top ``adapt`` layers and the head."""
     if adapt == "all":
         return tagger
     layers = tagger.bert.encoder.layer
     return nn.ModuleList([*layers[len(layers) - adapt:], tagger.head])
+
+
+def configure(tagger: Tagger, adapt: int | str) -> list[str]:
+    """Set requires_grad for a setting (only the adapted modules' weights); returns their names."""
+    tagger.requires_grad_(False)
+    adapted_modules(tagger, adapt).requires_grad_(True)
+    return [n for n, p in tagger.named_parameters() if p.requires_grad]
 
 
 # ----------------------------------------------------------------------------- the competitors
@@ -222,10 +212,8 @@ class Ours(Competitor):
         if not torch.is_grad_enabled():  # plain adaptation: fresh leaves (as the learners' _adapt does)
             params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
         return inner_loop(lambda p: self._loss(trunk, support, p), params, steps=self.steps,
-                          update=self.update, first_order=first_order).params
-
-    def update(self, params: dict, grads: dict, step: int) -> dict:
-        return sgd_step(params, grads, self.lr)  # what the package's learners use
+                          update=lambda p, g, t: sgd_step(p, g, self.lr),  # what the package's learners use
+                          first_order=first_order).params
 
     def query_loss(self, query: Words, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._loss(self.fenc.trunk(query.batch), query, params)
@@ -235,18 +223,6 @@ class Ours(Competitor):
             loss = self.query_loss(query, self.adapt_params(support))
             loss.backward()
         return float(loss.detach())
-
-
-class OursAddUpdate(Ours):
-    """``ours`` with ``update=torch.add(p, g, alpha=-lr)`` instead of ``sgd_step``'s ``p - lr * g`` (a proposed fix).
-
-    Not the package as it is: ``p - lr * g`` costs a ``neg`` of every gradient in the outer backward (the
-    backward of ``sub``) and one more temporary per weight in the forward; with the embeddings adapting
-    (11.7M weights) that is what keeps ``ours`` behind torchopt, whose update is ``p + (-lr * g)``.
-    """
-
-    def update(self, params: dict, grads: dict, step: int) -> dict:
-        return {n: torch.add(p, grads[n], alpha=-self.lr) for n, p in params.items()}
 
 
 class Higher(Competitor):
@@ -313,11 +289,13 @@ class Learn2Learn(Competitor):
 class Reference(Competitor):
     """No library: the whole tagger through ``functional_call`` with ``create_graph=True`` inner gradients."""
 
+    first_order = False
+
     def step(self, support: Words, query: Words) -> float:
         params = {n: p for n, p in self.tagger.named_parameters() if p.requires_grad}
         for _ in range(self.steps):
             loss = ce(functional_call(self.tagger, params, (support,)), support)
-            grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=not self.first_order)
             params = {n: p - self.lr * g for (n, p), g in zip(params.items(), grads)}
         loss = ce(functional_call(self.tagger, params, (query,)), query)
         loss.backward()
@@ -327,15 +305,7 @@ class Reference(Competitor):
 class FirstOrder(Reference):
     """The reference with detached inner gradients (FOMAML): how far an approximation lands (sensitivity check)."""
 
-    def step(self, support: Words, query: Words) -> float:
-        params = {n: p for n, p in self.tagger.named_parameters() if p.requires_grad}
-        for _ in range(self.steps):
-            loss = ce(functional_call(self.tagger, params, (support,)), support)
-            grads = torch.autograd.grad(loss, list(params.values()))
-            params = {n: p - self.lr * g for (n, p), g in zip(params.items(), grads)}
-        loss = ce(functional_call(self.tagger, params, (query,)), query)
-        loss.backward()
-        return float(loss.detach())
+    first_order = True
 
 
 def finite_difference(tagger: Tagger, encoder: Encoder, adapt: Any, steps: int, lr: float, support: Words,
@@ -360,12 +330,8 @@ def finite_difference(tagger: Tagger, encoder: Encoder, adapt: Any, steps: int, 
     return abs(numeric - analytic) / max(abs(analytic), 1e-12)
 
 
-class FrozenForward(Competitor):
+class FrozenForward(Ours):
     """The frozen trunk (embeddings + bottom layers) on the support batch, once: what ``ours`` saves per extra inner step."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.fenc = FunctionalEncoder(self.encoder, self.adapt)
 
     def step(self, support: Words, query: Words) -> float:
         with math_attention():
@@ -382,8 +348,7 @@ class Floor(Competitor):
         return float(loss.detach())
 
 
-CLASSES: dict[str, type[Competitor]] = {"ours": Ours, "ours_add_update": OursAddUpdate, "higher": Higher, "torchopt": TorchOpt,
-                                        "learn2learn": Learn2Learn, "reference": Reference, "first_order": FirstOrder,
+CLASSES: dict[str, type[Competitor]] = {"ours": Ours, "higher": Higher, "torchopt": TorchOpt, "learn2learn": Learn2Learn,
                                         "frozen_forward": FrozenForward, "floor": Floor}
 
 
@@ -404,10 +369,10 @@ def meta_gradient(competitor: Competitor, support: Words, query: Words) -> tuple
     tagger = competitor.tagger
     tagger.zero_grad(set_to_none=True)
     loss = competitor.step(support, query)
-    grads = {n: p.grad.detach().clone() for n, p in tagger.named_parameters() if p.requires_grad}
     missing = [n for n, p in tagger.named_parameters() if p.requires_grad and p.grad is None]
     if missing:
         raise RuntimeError(f"{type(competitor).__name__}: no meta-gradient for {missing[:3]}")
+    grads = {n: p.grad.detach().clone() for n, p in tagger.named_parameters() if p.requires_grad}
     tagger.zero_grad(set_to_none=True)
     return loss, grads
 
@@ -468,49 +433,36 @@ def minilm(n_labels: int, adapt: int | str) -> tuple[Encoder, Tagger]:
     return encoder, tagger
 
 
-def status_mb(field: str = "VmRSS") -> float:
+def status_mb(field: str) -> float:
     """``VmRSS`` (resident now) or ``VmHWM`` (peak resident since start or the last reset) of this process, MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def reset_peak() -> bool:
-    """Reset this process's peak RSS (Linux >= 4.0): ``ru_maxrss`` then measures from here."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def memory_worker(setting: str, name: str, steps: int, lr: float, episode: int) -> dict[str, Any]:
+def memory_worker(setting: str, name: str, steps: int, lr: float) -> dict[str, Any]:
     """In a fresh process: load, build the batches, one warm-free meta-step; the step's peak RSS growth."""
     torch.set_num_threads(1)
     episodes, _ = load_episodes(EPISODES)
     adapt = SETTINGS[setting][0]
     encoder, tagger = minilm(len(episodes[0].label_names), adapt)
-    support, query = episode_batches(encoder, episodes[episode:episode + 1])[0]
+    support, query = episode_batches(encoder, episodes[:1])[0]
     competitor = CLASSES[name](tagger, encoder, adapt, steps, lr)
     gc.collect()
     before = status_mb("VmRSS")
-    if not reset_peak():
-        raise RuntimeError("cannot reset the peak RSS (/proc/self/clear_refs): no per-step memory here")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (Linux >= 4.0)
     competitor.step(support, query)
-    # VmHWM, not ru_maxrss: a process started by fork/vfork + exec inherits in ru_maxrss the RSS its parent
-    # had (the kernel keeps the larger of the pre-exec mm's peak and this one's), which clear_refs cannot reset;
-    # here the parent holds a loaded MiniLM and ~1 GB of timing leftovers. VmHWM is this process's own peak.
+    # VmHWM, not ru_maxrss: after fork + exec ru_maxrss keeps the parent's RSS, which clear_refs cannot reset
     peak = status_mb("VmHWM")
     return {"peak_mb": round(peak - before, 1), "rss_after_load_mb": round(before, 1),
             "vmhwm_mb": round(peak, 1), "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def measure_memory(setting: str, name: str, steps: int, lr: float, episode: int) -> dict[str, Any]:
+def measure_memory(setting: str, name: str, steps: int, lr: float) -> dict[str, Any]:
+    """``memory_worker`` in a fresh process (on the first episode)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-worker", setting, name,
-           "--steps", str(steps), "--lr", str(lr), "--memory-episode", str(episode)]
+           "--steps", str(steps), "--lr", str(lr)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if proc.returncode:
         raise RuntimeError(f"memory worker {setting}/{name} failed:\n{proc.stderr[-3000:]}")
@@ -551,10 +503,8 @@ def versions() -> dict[str, str]:
            "python": platform.python_version()}
     for name in ("higher", "torchopt"):
         try:
-            from importlib.metadata import version
-
-            out[name] = version(name)
-        except Exception:  # noqa: BLE001
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
 
@@ -586,12 +536,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--no-save", action="store_true")
-    ap.add_argument("--memory-episode", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--memory-worker", nargs=2, metavar=("SETTING", "NAME"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.memory_worker:
-        print(json.dumps(memory_worker(*args.memory_worker, args.steps, args.lr, args.memory_episode)))
+        print(json.dumps(memory_worker(*args.memory_worker, args.steps, args.lr)))
         return 0
 
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
@@ -607,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
 
     print(f"meta-gradients, tiny float64 BERT, {args.steps} inner steps at lr {args.lr}:")
-    grads = check_gradients(names + [FIX], args.steps, args.lr, args.tol)
+    grads = check_gradients(names, args.steps, args.lr, args.tol)
     for setting, record in grads["settings"].items():
         print(f"  {setting:<5} " + "  ".join(f"{n} {v:.1e}" for n, v in record["max_rel_diff"].items())
               + f"  | reference vs finite difference {max(record['reference_vs_finite_difference']):.1e},"
@@ -619,8 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         return 0
 
-    episodes, header = load_episodes(EPISODES)
-    episodes = episodes[: args.episodes]
+    episodes = load_episodes(EPISODES)[0][: args.episodes]
     result: dict[str, Any] = {
         "benchmark": "maml_speed", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python benchmarks/maml_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -642,15 +590,15 @@ def main(argv: list[str] | None = None) -> int:
         encoder, tagger = minilm(len(episodes[0].label_names), adapt)
         trainable = sum(p.numel() for p in tagger.parameters() if p.requires_grad)
         sizes = [(s.tokens, q.tokens) for s, q in episode_batches(encoder, episodes)]
-        timed = names + [FIX, "floor"] + (["frozen_forward"] if adapt != "all" else [])
+        timed = names + ["floor"] + (["frozen_forward"] if adapt != "all" else [])
         print(f"{setting}: {trainable:,} adapted weights; timing {timed} ({args.reps} reps)", flush=True)
         samples, cpu = time_setting(setting, timed, args.steps, args.lr, args.reps, episodes, encoder, tagger)
         del encoder, tagger
         gc.collect()
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names + [FIX, "floor"]}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names + ["floor"]}
         for rep in range(args.memory_reps):  # the allocator's timing varies: a median of a few fresh processes
             for name in runs:
-                runs[name].append(measure_memory(setting, name, args.steps, args.lr, 0))
+                runs[name].append(measure_memory(setting, name, args.steps, args.lr))
             print(f"  {setting} memory {rep + 1}/{args.memory_reps}: "
                   + "  ".join(f"{n} {r[-1]['peak_mb']:.0f} MB" for n, r in runs.items()), flush=True)
         memory = {name: {"peak_mb": median([r["peak_mb"] for r in rs]), "runs": rs} for name, rs in runs.items()}
@@ -681,14 +629,6 @@ def main(argv: list[str] | None = None) -> int:
                 record[f"peak_mb_ratio_vs_{lib}"] = memory["ours"]["peak_mb"] / max(memory[lib]["peak_mb"], 1e-9)
             else:
                 record[key] = {"reason": reasons[lib]}
-        record["proposed_fix"] = {
-            "what": OursAddUpdate.__doc__.split("\n")[0], "seconds": seconds[FIX],
-            "cpu_seconds": median(cpu[FIX]), "peak_mb": memory[FIX]["peak_mb"],
-            "overhead_over_floor": seconds[FIX] / seconds["floor"],
-            **{f"speedup_vs_{lib}": seconds[lib] / seconds[FIX] for lib in libraries},
-            **{f"speedup_vs_{lib}_cpu_time": median(cpu[lib]) / median(cpu[FIX]) for lib in libraries},
-            "speedup_vs_ours": seconds["ours"] / seconds[FIX],
-        }
         record["meets_target"] = {lib: record[f"speedup_vs_{lib}"] >= TARGETS[setting]
                                   and (setting != "full" or memory["ours"]["peak_mb"] <= memory[lib]["peak_mb"])
                                   for lib in libraries}
@@ -697,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n{'setting':<6} {'competitor':<11} {'s/meta-step':>11} {'peak MB':>8} {'x floor':>8} {'speed-up':>9}")
     for setting, record in result["settings"].items():
-        for name in names + [FIX, "floor"]:
+        for name in names + ["floor"]:
             speedup = record.get(f"speedup_vs_{name}")
             print(f"{setting:<6} {name:<11} {record['seconds'][name]:>11.3f} {record['peak_mb'][name]:>8.0f} "
                   f"{record['seconds'][name] / record['seconds']['floor']:>8.2f} "

@@ -172,9 +172,11 @@ def test_config_names_the_learner_and_encoder(tiny_encoder):
     assert config["learner"] == "finetune" and config["steps"] == 7 and config["encoder"] == tiny_encoder.name
 
 
-@pytest.mark.parametrize("module", ["metric", "protonet", "viterbi", "zeroshot", "finetune", "base"])
+@pytest.mark.parametrize("module", ["learners.metric", "learners.protonet", "learners.viterbi", "learners.zeroshot",
+                                    "learners.finetune", "learners.base", "learners.maml", "learners.reptile",
+                                    "learners.learned_optimizer", "learners.reinforce", "inner_loop"])
 def test_docstring_examples(module):
-    result = doctest.testmod(importlib.import_module(f"metalearn_nlp.learners.{module}"),
+    result = doctest.testmod(importlib.import_module(f"metalearn_nlp.{module}"),
                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
 
