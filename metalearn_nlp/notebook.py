@@ -29,6 +29,7 @@ Taught in: chapter 1 (Background); chapter 5.2 (Few-shot NER).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -121,14 +122,40 @@ def _canonical(value: Any) -> str:
         raise TypeError(f"cache settings must be JSON-serialisable (str, numbers, lists, dicts): {error}") from None
 
 
+def code_sha256(root: Path | None = None) -> str:
+    """The sha256 of the package's own source: every ``.py`` file under ``root``, by relative path and bytes.
+
+    Part of every cache key, so weights trained by older code are never reused silently.
+
+    Arguments:
+        root: the package folder (default: this package, hashed once per process).
+    """
+    return _source_sha256(Path(root)) if root is not None else _package_sha256()
+
+
+@functools.lru_cache(maxsize=1)
+def _package_sha256() -> str:
+    return _source_sha256(Path(__file__).resolve().parent)
+
+
+def _source_sha256(root: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(root.rglob("*.py")):
+        if "__pycache__" in file.parts:
+            continue
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def cache_key(settings: Mapping[str, Any]) -> str:
-    """The sha256 (hex) of the settings as canonical JSON (sorted keys), with the cache format.
+    """The sha256 (hex) of the settings as canonical JSON (sorted keys), with the cache format and the code's hash.
 
     Example:
         >>> cache_key({"a": 1, "b": [2, 3]}) == cache_key({"b": [2, 3], "a": 1})
         True
     """
-    return hashlib.sha256(_canonical({"cache_format": CACHE_FORMAT, "settings": dict(settings)}).encode()).hexdigest()
+    payload = {"cache_format": CACHE_FORMAT, "code": code_sha256(), "settings": dict(settings)}
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,3 +160,20 @@ def test_weights_that_do_not_fit_are_an_error(tmp_path, monkeypatch):
 
 def test_docstring_examples():
     assert doctest.testmod(notebook).failed == 0
+
+
+def test_cache_key_changes_with_the_package_code(tmp_path, monkeypatch):
+    import shutil
+
+    import metalearn_nlp
+    from metalearn_nlp import notebook
+
+    package = Path(metalearn_nlp.__file__).resolve().parent
+    copy = tmp_path / "pkg"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert notebook.code_sha256(copy) == notebook.code_sha256(package)  # the hash sees sources only
+    (copy / "training.py").write_text((copy / "training.py").read_text() + "\n# changed\n")
+    assert notebook.code_sha256(copy) != notebook.code_sha256(package)
+    before = notebook.cache_key({"a": 1})
+    monkeypatch.setattr(notebook, "code_sha256", lambda root=None: "0" * 64)
+    assert notebook.cache_key({"a": 1}) != before  # weights trained by other code are not reused
