@@ -52,7 +52,7 @@ from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from .data.collate import Batch
-from .encoders import Encoder, WordVectors, pool_words
+from .encoders import Encoder, WordVectors, eval_mode, pool_words
 
 __all__ = [
     "FunctionalEncoder",
@@ -155,6 +155,7 @@ class FunctionalEncoder:
                 name for name, _ in model.named_parameters() if any(name.startswith(p) for p in self.prefixes)
             ]
         self.adapt_layers = adapt_layers
+        self._checked = False
 
     def initial_params(self) -> Params:
         """The encoder's own adapted weights, as a dictionary (the same tensors: gradients reach them)."""
@@ -164,10 +165,31 @@ class FunctionalEncoder:
     def trunk(self, batch: Batch) -> Trunk:
         """Run the encoder up to the cut (with a graph to its weights when grad mode is on and they train)."""
         batch = batch.to(self.encoder.device)
+        if self.layers and not self._checked:
+            self._check_cut(batch)
         adapted = set(self.names)
         frozen = not any(p.requires_grad for n, p in self.encoder.model.named_parameters() if n not in adapted)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             return self._trunk(batch)
+
+    def _check_cut(self, batch: Batch) -> None:
+        """Once: the trunk and the adapted layers with the encoder's own weights must give its last hidden state.
+
+        Catches models that do something after their layer stack (a final LayerNorm) or pass each layer
+        different arguments, which the cut cannot reproduce.
+        """
+        with torch.no_grad(), eval_mode(self.encoder.model):
+            expected = self.encoder.hidden_states(batch)
+            got = self.hidden(self._trunk(batch), self.initial_params())
+        scale = float(expected.abs().max()) or 1.0
+        tolerance = (1e-4 if expected.dtype in (torch.float32, torch.float64) else 3e-2) * scale
+        if got.shape != expected.shape or not torch.allclose(got, expected, atol=tolerance, rtol=0.0):
+            raise ValueError(
+                f"{type(self.encoder.model).__name__}: running layers {self.first}.. functionally does not "
+                "reproduce the model's last hidden state (does it apply a final norm, or pass each layer its "
+                "own arguments?). Use adapt_layers='all' or adapt_layers=0 with this encoder"
+            )
+        self._checked = True
 
     def _trunk(self, batch: Batch) -> Trunk:
         if self.first is None:

@@ -13,7 +13,8 @@ before importing this module. :data:`BUDGET` is read once, at import.
 training function when no cache entry exists for the given settings, and
 saves the learner's weights (safetensors) and the training record (JSON);
 the next run with the same settings loads both instead of training. The
-entry's name is the sha256 of the settings, so two notebooks that train the
+entry's name is the sha256 of the settings and of the package's source code
+(:func:`code_sha256`: any edit to the package retrains), so two notebooks that train the
 same learner with the same settings share one entry, and any change of a
 setting trains afresh. The code that fills the cache is the code in the
 notebook, and it runs wherever the cache is absent (a fresh checkout, CI).
@@ -164,7 +165,7 @@ class CacheInfo:
 
     Attributes:
         loaded: True when the weights came from the cache, False when ``train_fn`` ran.
-        key: the sha256 of the settings.
+        key: the sha256 of the settings and of the package's code (:func:`code_sha256`).
         folder: the cache entry (``weights.safetensors``, ``record.json``, ``settings.json``).
         record: the training record (``train_fn``'s result as a dict).
     """

@@ -24,7 +24,8 @@ the outer loop can learn per-coordinate step sizes that depend on the
 gradient's size, momentum-free sign steps (``b``), or step-dependent
 schedules. As Andrychowicz et al. do, the gradients fed to the network are
 treated as constants in the outer loop (``first_order=True`` by default):
-``φ`` still gets an exact gradient through the steps it produced.
+``φ`` gets the gradient through the steps it produced, exact for one inner
+step; with several, how a step changes the *later gradients* is dropped.
 
 Ravi and Larochelle (2017) use an LSTM with per-coordinate state, which
 can express momentum; the stateless network here cannot, which is the
@@ -102,7 +103,7 @@ class LearnedOptimizer(GradientLearner):
         options.setdefault("first_order", True)
         options.setdefault("adapt_layers", 1)
         super().__init__(encoder, **options)
-        self.rule = CoordinateRule(hidden)
+        self.rule = CoordinateRule(hidden).to(device=encoder.device, dtype=self.functional.dtype)
         self.hidden = hidden
 
     def _hyperparameters(self) -> dict[str, Any]:

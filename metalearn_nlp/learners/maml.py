@@ -113,7 +113,7 @@ class GradientLearner(Learner):
     """
 
     name = "gradient"
-    default_options: dict[str, Any] = {}
+    no_decay_prefixes = ("head_rows",)  # a learned starting point (with a bias column), not a weight to shrink
 
     def __init__(
         self,
@@ -149,7 +149,9 @@ class GradientLearner(Learner):
         self.checkpoint = checkpoint
         if head_init == "learned":
             # Row 0: O; row 1: shared by every entity label. Columns: H weights, then the bias.
-            self.head_rows = nn.Parameter(torch.zeros(2, encoder.hidden_size + 1, dtype=self.functional.dtype))
+            self.head_rows = nn.Parameter(
+                torch.zeros(2, encoder.hidden_size + 1, dtype=self.functional.dtype, device=encoder.device)
+            )
 
     def _hyperparameters(self) -> dict[str, Any]:
         return {"adapt_layers": self.adapt_layers, "inner_steps": self.inner_steps, "inner_lr": self.inner_lr,
@@ -182,14 +184,22 @@ class GradientLearner(Learner):
         def words(params: Params):
             # The support words depend only on the encoder part of params: embed once per distinct weights
             # (once in all when no encoder layer adapts; the prototype head and the first step share one).
-            key = [params[n] for n in self.functional.names]
+            key = [torch.is_grad_enabled()] + [params[n] for n in self.functional.names]
             if "key" not in memo or any(a is not b for a, b in zip(memo["key"], key)):
                 memo["key"], memo["words"] = key, self.functional.words(trunk, params)
             return memo["words"]
 
-        params = {**start, **self._initial_head(n_labels, words, start)}
-        if not torch.is_grad_enabled():  # adaptation only: every weight is a fresh leaf
-            params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+        head = self._initial_head(n_labels, words, start)
+        if torch.is_grad_enabled():
+            # The inner gradient is the *partial* derivative w.r.t. each adapted weight, as in adapt(): a head
+            # built from θ (ProtoMAML's prototypes) must not add its own path to θ's inner gradient. Aliases of
+            # θ give exactly that and keep the outer graph to θ. A frozen adapted weight adapts (a fresh leaf)
+            # but is not meta-trained.
+            start = {n: p.view_as(p) if p.requires_grad else p.detach().requires_grad_(True) for n, p in start.items()}
+            params = {**start, **head}
+        else:  # adaptation only: every weight is a leaf of its own
+            params = {n: p if p.is_leaf and p.requires_grad else p.detach().requires_grad_(True)
+                      for n, p in {**start, **head}.items()}
         batch = trunk.batch
         labels = batch.word_labels[batch.word_index >= 0]
         present = torch.bincount(labels, minlength=n_labels) > 0

@@ -51,7 +51,7 @@ class MetaSGD(GradientLearner):
     """
 
     name = "metasgd"
-    no_decay_prefixes = ("rates.", "head_rates")  # decay would pull matrix rates, not bias rates, toward 0
+    no_decay_prefixes = ("head_rows", "rates.", "head_rates")  # decay would pull matrix rates, not bias rates, to 0
 
     def __init__(self, encoder: Encoder, **options: Any) -> None:
         super().__init__(encoder, **options)
@@ -59,7 +59,8 @@ class MetaSGD(GradientLearner):
         self.rates = nn.ParameterDict(
             {_key(n): nn.Parameter(torch.full_like(p, self.inner_lr)) for n, p in params.items()}
         )
-        self.head_rates = nn.Parameter(torch.full((2, encoder.hidden_size + 1), self.inner_lr, dtype=self.functional.dtype))
+        self.head_rates = nn.Parameter(torch.full((2, encoder.hidden_size + 1), self.inner_lr, dtype=self.functional.dtype,
+                                                 device=encoder.device))
 
     def learning_rates(self) -> dict[str, torch.Tensor]:
         """The learned inner learning rates by weight name (the head's two rows as ``head.rows``)."""

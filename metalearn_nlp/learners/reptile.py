@@ -21,7 +21,9 @@ update does not grow with the number of ways.
 Reptile's update is defined only for the weights that adapt: encoder
 layers below the cut (``adapt_layers``) get no gradient and stay as they
 are. Freeze them (``freeze=L - adapt_layers``, the parameter-efficient
-setting) or adapt every layer (``adapt_layers="all"``).
+setting) or adapt every layer (``adapt_layers="all"``). One exception: with
+``head_init="prototypes"`` the head's starting point is computed by the
+whole encoder, so the head's step also reaches the layers below the cut.
 
 Taught in: chapter 3.2 (MAML and its first-order relatives).
 """

@@ -262,8 +262,6 @@ def test_second_order_through_sdpa_attention_in_eval_mode(tiny_bert_path, episod
     loss = learner.loss(episodes[0])  # the package picks the math kernel: no error reaches the user
     loss.backward()
     assert learner.head_rows.grad is not None
-    with math_attention(False):
-        pass  # the switch is a no-op when disabled
 
 
 def test_reptile_gradient_is_the_step_to_the_adapted_weights(tiny_encoder, episodes):
@@ -367,3 +365,48 @@ def test_a_weight_that_cannot_reach_the_loss_is_an_error_not_a_skipped_step():
         view = w.expand(1, 1)  # claims requires_grad but is not in any graph
         with pytest.raises(ValueError, match="does not depend on"):
             inner_loop(lambda p: (p["w"] ** 2).sum(), {"w": view}, steps=2, update=lambda p, g, t: sgd_step(p, g, 0.25))
+
+
+@pytest.mark.parametrize("head_init", ["learned", "prototypes", "zeros"])
+def test_meta_training_adapts_exactly_as_adapt_does(encoder64, episodes, head_init):
+    # the inner gradient is the partial derivative w.r.t. each adapted weight in both paths
+    # (a prototype head built from θ must not add its own path to θ's inner gradient)
+    learner = MetaSGD(encoder64, adapt_layers=1, inner_steps=2, adapt_steps=2, head_init=head_init)
+    learner.eval()
+    episode = episodes[0]
+    batch, _ = learner._batches(episode)
+    trunk = learner.functional.trunk(batch)
+    trained, _, _ = learner._inner(episode, trunk, learner.functional.initial_params(), 2, False)
+    with torch.no_grad():
+        start = {n: p.detach().requires_grad_(True) for n, p in learner.functional.initial_params().items()}
+        adapted, _, _ = learner._inner(episode, learner.functional.trunk(batch), start, 2, True)
+    for name in adapted:
+        assert torch.allclose(trained[name], adapted[name], atol=1e-12), name
+
+
+def test_learned_optimizer_follows_the_encoder_dtype(encoder64, episodes):
+    learner = LearnedOptimizer(encoder64, adapt_layers=1)
+    assert learner.rule.net[0].weight.dtype == torch.float64
+    learner.loss(episodes[0]).backward()
+    learner.adapt(episodes[1]).predict(episodes[1].query)
+
+
+def test_a_frozen_adapted_weight_adapts_in_training_as_in_adapt(tiny_encoder, episodes):
+    learner = MAML(tiny_encoder, adapt_layers=1, freeze="all", inner_steps=2)
+    learner.eval()
+    batch, _ = learner._batches(episodes[0])
+    trained, _, _ = learner._inner(episodes[0], learner.functional.trunk(batch),
+                                   learner.functional.initial_params(), 2, True)
+    name = learner.functional.names[0]
+    assert not torch.equal(trained[name], dict(tiny_encoder.model.named_parameters())[name])
+
+
+def test_a_model_the_cut_cannot_reproduce_is_refused(tiny_encoder, episodes):
+    # a final step after the layer stack (some encoders end with a norm): the functional top layers cannot see it
+    final = torch.nn.Linear(tiny_encoder.hidden_size, tiny_encoder.hidden_size)
+    tiny_encoder.model.encoder.register_forward_hook(
+        lambda module, args, out: type(out)(last_hidden_state=final(out.last_hidden_state)))
+    batch = tiny_encoder.collate(list(episodes[0].support), episodes[0])
+    with pytest.raises(ValueError, match="does not reproduce"):
+        FunctionalEncoder(tiny_encoder, 1).trunk(batch)
+    FunctionalEncoder(tiny_encoder, 0).trunk(batch)  # the head only: nothing to reproduce
