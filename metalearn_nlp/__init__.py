@@ -41,11 +41,24 @@ _EXPORTS: dict[str, str] = {
     "LEARNERS": "metalearn_nlp.learners",
     "get_learner": "metalearn_nlp.learners",
     "meta_train": "metalearn_nlp.training",
+    "Trainer": "metalearn_nlp.training",
+    "TrainingDivergedError": "metalearn_nlp.training",
+    "load_checkpoint": "metalearn_nlp.checkpoints",
     "Report": "metalearn_nlp.evaluation",
     "evaluate": "metalearn_nlp.evaluation",
     "summarize": "metalearn_nlp.evaluation",
     "scaled": "metalearn_nlp.notebook",
     "train_or_load": "metalearn_nlp.notebook",
+    "resolve_device": "metalearn_nlp.devices",
+    "autocast": "metalearn_nlp.devices",
+    "LearnerFileError": "metalearn_nlp.saving",
+    "load_learner": "metalearn_nlp.saving",
+    "read_learner_config": "metalearn_nlp.saving",
+    "save_learner": "metalearn_nlp.saving",
+    "Entity": "metalearn_nlp.tagger",
+    "Tagger": "metalearn_nlp.tagger",
+    "Word": "metalearn_nlp.tagger",
+    "split_words": "metalearn_nlp.tagger",
 }  # fmt: skip
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -70,9 +83,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     )
     from .encoders import Encoder, load_encoder
     from .evaluation import Report, evaluate, summarize
+    from .devices import autocast, resolve_device
     from .learners import LEARNERS, get_learner
     from .notebook import scaled, train_or_load
-    from .training import meta_train
+    from .saving import LearnerFileError, load_learner, read_learner_config, save_learner
+    from .tagger import Entity, Tagger, Word, split_words
+    from .checkpoints import load_checkpoint
+    from .training import Trainer, TrainingDivergedError, meta_train
 
 
 def __getattr__(name: str) -> Any:

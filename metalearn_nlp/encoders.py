@@ -254,9 +254,11 @@ class Encoder(nn.Module):
         special = {
             getattr(tokenizer, f"{kind}_token_id", None) for kind in ("cls", "sep", "pad", "bos", "eos", "mask")
         }
+        first = next(model.parameters(), None)
         self.register_buffer(
             "_special_ids",
-            torch.tensor(sorted(i for i in special if i is not None), dtype=torch.long),
+            torch.tensor(sorted(i for i in special if i is not None), dtype=torch.long,
+                         device=first.device if first is not None else "cpu"),
             persistent=False,
         )
 

@@ -567,13 +567,11 @@ class Trainer:
 
 
 def _autocast(learner: Any, precision: str) -> Callable[[], Any]:
-    """A factory of the context the loss runs in: nothing for fp32, bfloat16 autocast for bf16."""
-    from contextlib import nullcontext
+    """A factory of the context the loss runs in (:func:`metalearn_nlp.devices.autocast`)."""
+    from .devices import autocast
 
-    if precision == "fp32":
-        return nullcontext
     device = next(learner.parameters()).device
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return lambda: autocast(device, precision)
 
 
 def meta_train(learner: Any, sampler: Any, *, steps: int, **options: Any) -> TrainResult:

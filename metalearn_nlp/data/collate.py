@@ -173,13 +173,13 @@ def collate(
         unknown_words = sum(word in empty for sentence in words for word in sentence)
         words = [[tokenizer.unk_token if word in empty else word for word in sentence] for sentence in words]
 
-    encoding = tokenizer(
-        words, is_split_into_words=True, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
-    )
+    # Python lists, not return_tensors="pt": the tokenizer would build its tensors on torch's *default*
+    # device. Every tensor of a batch is built on the CPU, explicitly; Encoder.hidden_states moves it.
+    encoding = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length, padding=True)
     width = max((len(sentence) for sentence in words), default=0)
     label_rows: list[list[int]] = []
-    word_index = torch.full((len(words), width), -1, dtype=torch.long)
-    word_labels = torch.full((len(words), width), IGNORE_INDEX, dtype=torch.long)
+    word_index = torch.full((len(words), width), -1, dtype=torch.long, device="cpu")
+    word_labels = torch.full((len(words), width), IGNORE_INDEX, dtype=torch.long, device="cpu")
     truncated: list[int] = []
     words_lost = entities_lost = 0
     for row, sentence in enumerate(sentences):
@@ -192,7 +192,7 @@ def collate(
                 first[word] = position
         for word, position in first.items():
             word_index[row, word] = position
-        word_labels[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        word_labels[row, : len(ids)] = torch.tensor(ids, dtype=torch.long, device="cpu")
         lost = len(ids) - len(first)
         if lost:
             truncated.append(row)
@@ -204,9 +204,9 @@ def collate(
     if truncated:
         warnings.warn(str(report), TruncationWarning, stacklevel=2)
     return Batch(
-        input_ids=encoding["input_ids"],
-        attention_mask=encoding["attention_mask"],
-        labels=torch.tensor(label_rows, dtype=torch.long),
+        input_ids=torch.tensor(encoding["input_ids"], dtype=torch.long, device="cpu"),
+        attention_mask=torch.tensor(encoding["attention_mask"], dtype=torch.long, device="cpu"),
+        labels=torch.tensor(label_rows, dtype=torch.long, device="cpu"),
         word_index=word_index,
         word_labels=word_labels,
         report=report,

@@ -72,7 +72,7 @@ def backend_for(tensor: torch.Tensor) -> str:
 
 def describe() -> str:
     """One line saying which backend CPU and CUDA tensors get, and why."""
-    cpu = backend_for(torch.empty(0))
+    cpu = backend_for(torch.empty(0, device="cpu"))
     if INFO.triton_version is None:
         why = f"Triton unavailable ({INFO.import_error})"
     elif INFO.forced_torch:

@@ -49,6 +49,8 @@ Taught in: chapter 4.1 (Empirical risk and its gradient), "A first fused kernel"
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from . import backend
@@ -183,12 +185,23 @@ def prototype_log_softmax_reference(x: torch.Tensor, prototypes: torch.Tensor) -
     """Plain PyTorch: ``log_softmax(-||x_n - p_c||^2)`` over c, computed in float32 (or float64 if given).
 
     The fallback when no Triton backend applies, and the oracle the kernel is tested against.
+    Inside ``torch.autocast`` it still computes in float32, as the kernel does: autocast would
+    run ``xf @ pf.t()`` in bf16/fp16, and the expanded distance ``|x|^2 - 2 x.p + |p|^2``
+    cancels large terms (log-probabilities off by ~5 for BERT-sized vectors in bf16).
     """
     _check(x, prototypes)
     dtype = torch.float64 if torch.float64 in (x.dtype, prototypes.dtype) else torch.float32
-    xf, pf = x.to(dtype), prototypes.to(dtype)
-    sq = (xf * xf).sum(1, keepdim=True) - 2.0 * xf @ pf.t() + (pf * pf).sum(1)[None, :]
-    return torch.log_softmax(-sq.clamp_min(0.0), dim=1)
+    with _autocast_off(x.device):
+        xf, pf = x.to(dtype), prototypes.to(dtype)
+        sq = (xf * xf).sum(1, keepdim=True) - 2.0 * xf @ pf.t() + (pf * pf).sum(1)[None, :]
+        return torch.log_softmax(-sq.clamp_min(0.0), dim=1)
+
+
+def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast disabled for ``device`` (CPU and CUDA, the types every supported torch knows)."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def prototype_log_softmax(x: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:

@@ -197,6 +197,17 @@ class Learner(nn.Module, ABC):
     def _hyperparameters(self) -> dict[str, Any]:
         return {}
 
+    def save_pretrained(self, directory: Any, **kw: Any) -> Any:
+        """Save the learner to a folder: ``save_learner(self, directory, **kw)`` (:mod:`metalearn_nlp.saving`).
+
+        Example:
+            >>> learner.save_pretrained("runs/protonet", metadata={"scheme": "io"})  # doctest: +SKIP
+            >>> learner = load_learner("runs/protonet")  # doctest: +SKIP
+        """
+        from ..saving import save_learner
+
+        return save_learner(self, directory, **kw)
+
     # -- the protocol -----------------------------------------------------------------------
     def check_episode(self, episode: Episode) -> None:
         """Raise ``EpisodeMismatchError`` when the episode does not fit this learner."""

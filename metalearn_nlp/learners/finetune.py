@@ -144,7 +144,7 @@ class FineTune(Learner):
 
     def _hyperparameters(self) -> dict[str, Any]:
         return {"train_layers": self.train_layers, "steps": self.steps, "lr": self.lr, "head_lr": self.head_lr,
-                "weight_decay": self.weight_decay}
+                "weight_decay": self.weight_decay, "max_grad_norm": self.max_grad_norm, "seed": self.seed}
 
     def _adapt(self, support: Episode) -> Predictor:
         c = len(support.label_names)

@@ -54,6 +54,7 @@ class CoordinateRule(nn.Module):
     Arguments:
         hidden (int, default 16): hidden units.
         p (float, default 10): the preprocessing constant.
+        device, dtype: where and in what dtype to create the weights (default: torch's defaults).
 
     Example:
         >>> rule = CoordinateRule()
@@ -61,10 +62,11 @@ class CoordinateRule(nn.Module):
         tensor([-0.1000,  0.2000], grad_fn=<NegBackward0>)
     """
 
-    def __init__(self, hidden: int = 16, p: float = 10.0) -> None:
+    def __init__(self, hidden: int = 16, p: float = 10.0, *, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
         self.p = p
-        self.net = nn.Sequential(nn.Linear(3, hidden), nn.Tanh(), nn.Linear(hidden, 2))
+        factory = {"device": device, "dtype": dtype}
+        self.net = nn.Sequential(nn.Linear(3, hidden, **factory), nn.Tanh(), nn.Linear(hidden, 2, **factory))
         nn.init.zeros_(self.net[2].weight)
         nn.init.zeros_(self.net[2].bias)
 
@@ -103,7 +105,8 @@ class LearnedOptimizer(GradientLearner):
         options.setdefault("first_order", True)
         options.setdefault("adapt_layers", 1)
         super().__init__(encoder, **options)
-        self.rule = CoordinateRule(hidden).to(device=encoder.device, dtype=self.functional.dtype)
+        # initialised on the CPU (the same start on every device for a given seed), then moved
+        self.rule = CoordinateRule(hidden, device="cpu").to(device=encoder.device, dtype=self.functional.dtype)
         self.hidden = hidden
 
     def _hyperparameters(self) -> dict[str, Any]:

@@ -248,11 +248,12 @@ def embed_descriptions(encoder: Encoder, texts: Sequence[str]) -> torch.Tensor:
     return sums / counts[:, None]
 
 
-def io_index(episode: Episode) -> torch.Tensor:
+def io_index(episode: Episode, device: torch.device | str = "cpu") -> torch.Tensor:
     """For each label id, the id of its type in ``["O", *types]`` (0 for ``O``).
 
     It maps an episode's labels onto per-type (IO) scores: ``B-t`` and
-    ``I-t`` share the column of ``t``.
+    ``I-t`` share the column of ``t``. The tensor is made on ``device``
+    (default the CPU; pass the device of the scores it indexes).
 
     Example:
         >>> io_index(Episode([], [], ["x", "y"], "bio")).tolist()
@@ -260,7 +261,7 @@ def io_index(episode: Episode) -> torch.Tensor:
     """
     position = {type_: i + 1 for i, type_ in enumerate(episode.types)}
     return torch.tensor([0 if name == "O" else position[parse_tag(name, episode.scheme)[1]]
-                         for name in episode.label_names])
+                         for name in episode.label_names], device=device)
 
 
 def label_name_vectors(
@@ -273,6 +274,6 @@ def label_name_vectors(
         vector of ``t``; the ``O`` row is zeros with ``has_name`` false.
     """
     types = embed_descriptions(encoder, [describe(t, descriptions) for t in episode.types])
-    index = io_index(episode).to(types.device)
+    index = io_index(episode, types.device)
     vectors = torch.cat([torch.zeros_like(types[:1]), types])[index]
     return vectors, index > 0

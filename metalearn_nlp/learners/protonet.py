@@ -117,7 +117,7 @@ class ProtoNet(Learner):
         self.descriptions = dict(descriptions or {})
 
     def _hyperparameters(self) -> dict[str, Any]:
-        return {"dropout": self.dropout, "name_weight": self.name_weight}
+        return {"dropout": self.dropout, "name_weight": self.name_weight, "descriptions": dict(self.descriptions)}
 
     def prototypes(self, support: WordVectors, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prototypes (C, H), present (C,))`` from support word vectors."""
@@ -349,8 +349,8 @@ class ViterbiPredictor(Predictor):
         emissions = self.emissions(sentences)
         if not emissions:
             return []
-        lengths = torch.tensor([e.shape[0] for e in emissions])
         padded = torch.nn.utils.rnn.pad_sequence(emissions, batch_first=True)
-        mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
+        lengths = torch.tensor([e.shape[0] for e in emissions], device=padded.device)
+        mask = torch.arange(padded.shape[1], device=padded.device)[None, :] < lengths[:, None]
         paths, _ = viterbi_decode(padded, self.transitions, self.start, mask=mask)
         return [[self.label_names[i] for i in path[:n].tolist()] for path, n in zip(paths, lengths.tolist())]

@@ -257,7 +257,7 @@ def entity_f1_rewards(
     return torch.tensor([
         entity_scores(gold, labelling_tags(row, sentence, position, lengths, label_names), scheme=scheme).f1
         for row in labellings.tolist()
-    ])
+    ], dtype=torch.float32, device="cpu")
 
 
 class PolicyStats(NamedTuple):

@@ -298,8 +298,9 @@ def transition_scores(
                 values.append(abstract.prob(source, prefix, "other") / (n - 1) if n > 1 else 0.0)
         return values
 
-    probs = torch.tensor([row(prefix, type_) for prefix, type_ in parsed], dtype=torch.float64)
-    start = torch.tensor([row(START, "")], dtype=torch.float64)
+    # small tables built on the CPU (viterbi_decode moves them to the emissions' device)
+    probs = torch.tensor([row(prefix, type_) for prefix, type_ in parsed], dtype=torch.float64, device="cpu")
+    start = torch.tensor([row(START, "")], dtype=torch.float64, device="cpu")
 
     def renormalise(p: torch.Tensor) -> torch.Tensor:
         powered = p.pow(tau)

@@ -116,20 +116,22 @@ class ZeroShot(Learner):
         self.descriptions = dict(descriptions or {})
         self.max_sentences = max_sentences
         self.normalize = normalize
-        self.register_buffer("center", torch.zeros(encoder.hidden_size))
+        self.register_buffer("center", torch.zeros(encoder.hidden_size, device=encoder.device))
         if o_threshold is not None and o_threshold <= 0:
             raise ValueError(f"o_threshold is a squared distance and must be positive, got {o_threshold}")
-        self.log_threshold = nn.Parameter(torch.tensor(math.log(o_threshold) if o_threshold else 0.0))
-        self.register_buffer("calibrated", torch.tensor(o_threshold is not None))
+        self.log_threshold = nn.Parameter(torch.tensor(math.log(o_threshold) if o_threshold else 0.0,
+                                                       device=encoder.device))
+        self.register_buffer("calibrated", torch.tensor(o_threshold is not None, device=encoder.device))
         if train_sentences is not None:
             self.calibrate(train_sentences)
 
     def _hyperparameters(self) -> dict[str, Any]:
-        return {"o_threshold": self.o_threshold, "normalize": self.normalize, "descriptions": self.descriptions}
+        return {"o_threshold": self.o_threshold, "normalize": self.normalize, "descriptions": dict(self.descriptions),
+                "max_sentences": self.max_sentences}
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """Centre on the corpus mean word vector, then (``normalize``) scale to unit length."""
-        x = x - self.center.to(x.dtype)
+        x = x - self.center.to(x.device, x.dtype)
         return F.normalize(x, dim=-1) if self.normalize else x
 
     @property
@@ -140,7 +142,7 @@ class ZeroShot(Learner):
     def io_scores(self, x: torch.Tensor, type_vectors: torch.Tensor) -> torch.Tensor:
         """``(n, 1 + N)``: ``-θ`` for ``O`` then ``-||f(x) - f(e_t)||^2`` for each type (``f = transform``)."""
         distances = squared_distances(self.transform(x), self.transform(type_vectors))
-        threshold = self.log_threshold.exp().to(x.dtype).expand(x.shape[0], 1)
+        threshold = self.log_threshold.exp().to(x.device, x.dtype).expand(x.shape[0], 1)
         return torch.cat([-threshold, -distances], dim=1)
 
     @torch.no_grad()
@@ -187,7 +189,7 @@ class ZeroShot(Learner):
         values = torch.unique(flat[torch.isfinite(flat)])  # sorted
         # thresholds strictly between observed distances (midpoints), so no word ties with θ
         cuts = torch.cat([values[:1] / 2, (values[:-1] + values[1:]) / 2, values[-1:] * 2])
-        grid = cuts[torch.linspace(0, len(cuts) - 1, candidates).round().long().unique()].tolist()
+        grid = cuts[torch.linspace(0, len(cuts) - 1, candidates, device=cuts.device).round().long().unique()].tolist()
         best = (-1.0, grid[0])
         for theta in grid:
             predicted = [
@@ -214,14 +216,14 @@ class ZeroShot(Learner):
         words = self.encoder.encode(sentences, episode)
         vectors = embed_descriptions(self.encoder, [describe(t, self.descriptions) for t in episode.types])
         scores = self.io_scores(words.vectors.float(), vectors)
-        return F.cross_entropy(scores, io_index(episode).to(scores.device)[words.labels])
+        return F.cross_entropy(scores, io_index(episode, scores.device)[words.labels.to(scores.device)])
 
     @torch.no_grad()
     def _adapt(self, support: Episode) -> Predictor:
         self._check_calibrated()
         with eval_mode(self.encoder):
             vectors = embed_descriptions(self.encoder, [describe(t, self.descriptions) for t in support.types])
-        index = io_index(support).to(vectors.device)
+        index = io_index(support, vectors.device)
         threshold = self.log_threshold.detach().exp().item()
 
         vectors = self.transform(vectors)
