@@ -4,7 +4,7 @@
 
     metalearn-nlp sample -o test.jsonl --group test --ways 5 --shots 1 --episodes 100
     metalearn-nlp train --learner protonet --steps 200 --out runs/protonet
-    metalearn-nlp train --config runs/protonet/config.json --resume          # after a crash or Ctrl-C
+    metalearn-nlp train --out runs/protonet --resume          # after a crash or Ctrl-C: its config.json
     metalearn-nlp evaluate runs/protonet test.jsonl --json runs/protonet/test.json
     metalearn-nlp predict runs/protonet --support support.conll "Watching Star Wars with Ann"
     metalearn-nlp train --from runs/protonet --corpus new.conll --steps 50 --out runs/protonet-v2
@@ -206,6 +206,10 @@ def _train(args: argparse.Namespace) -> int:
         best = "-" if result.best_f1 is None else f"{100 * result.best_f1:.2f} at step {result.best_step}"
         print(f"{'interrupted' if result.interrupted else 'trained'}: {result.steps} steps, "
               f"best dev F1 {best}; learner saved to {out / 'learner'}")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
@@ -360,15 +364,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """``train --config FILE``: the file's values become the defaults, so explicit flags win."""
-    if "train" not in argv or "--config" not in " ".join(argv):
+    """``train --config FILE``: the file's values become the defaults, so explicit flags win.
+
+    ``train --out DIR --resume`` without ``--config`` reads ``DIR/config.json``, the options the run
+    was started with, so resuming needs no other flag.
+    """
+    if "train" not in argv:
         return
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument("--config")
+    probe.add_argument("--out")
+    probe.add_argument("--resume", action="store_true")
     known, _ = probe.parse_known_args(argv[argv.index("train") + 1:])
-    if not known.config:
+    if known.config:
+        path = Path(known.config)
+    elif known.resume and known.out and (Path(known.out) / "config.json").is_file():
+        path = Path(known.out) / "config.json"
+    else:
         return
-    path = Path(known.config)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -152,7 +152,7 @@ def test_train_resume_after_sigkill_ends_bit_identical(tmp_path, world, tiny_ber
     child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert 5 <= step < 40 and not (killed_dir / "learner").exists()
-    resumed = run(*args, "--out", str(killed_dir), "--resume")
+    resumed = run("train", "--out", str(killed_dir), "--resume")  # the run's config.json supplies the rest
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     from safetensors.torch import load_file
 
