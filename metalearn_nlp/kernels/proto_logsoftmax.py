@@ -44,7 +44,14 @@ kernels, a launcher, an ``autograd.Function``, the functional wrapper
 :func:`prototype_log_softmax`, and :func:`prototype_log_softmax_reference`, the
 plain PyTorch version that is both the fallback and the test oracle.
 
-Taught in: chapter 4.1 (Empirical risk and its gradient), "A first fused kernel".
+The loss itself (log-softmax and NLL in one pass, distances through ``tl.dot``, any number
+of classes) is :func:`metalearn_nlp.kernels.prototype_nll`; this op remains for callers that
+need the N x C log-probabilities. Its class tile grows with C, so the kernel takes at most
+:data:`MAX_CLASSES` prototypes (more go to the reference), and on CUDA it runs only inside
+``backend.CUDA_ENVELOPE["prototype_log_softmax"]``.
+
+Taught in: chapter 4.1 (Empirical risk and its gradient), "A first fused kernel";
+chapter 7 (GPU kernels), forthcoming.
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ import torch
 
 from . import backend
 
-MAX_CLASSES = 1024  # one row of log-probabilities must fit one block
+MAX_CLASSES = 128  # one row of log-probabilities must fit one block (tested up to 65 in the interpreter)
 
 if backend.INFO.triton_version is not None:
     import triton
@@ -218,10 +225,10 @@ def prototype_log_softmax(x: torch.Tensor, prototypes: torch.Tensor) -> torch.Te
         ``torch.func.grad`` give the reference's higher-order gradients. ``torch.func.vmap``
         over the kernel path is not supported.
 
-    The backend (see :func:`metalearn_nlp.kernels.backend_for`) is chosen from ``x``:
-    Triton on CUDA, Triton's interpreter on CPU when ``TRITON_INTERPRET=1`` was set
-    before import, the PyTorch reference otherwise. Float64 inputs always take the
-    reference (the kernel computes in float32).
+    The backend (see :func:`metalearn_nlp.kernels.choose`) is chosen from ``x`` and the
+    sizes: Triton on CUDA inside its envelope, Triton's interpreter on CPU when
+    ``TRITON_INTERPRET=1`` was set before import, the PyTorch reference otherwise. Float64
+    inputs and more than :data:`MAX_CLASSES` prototypes always take the reference.
 
     Example:
         >>> import torch
@@ -236,6 +243,8 @@ def prototype_log_softmax(x: torch.Tensor, prototypes: torch.Tensor) -> torch.Te
     Taught in: chapter 4.1; used by the ProtoNet learner (chapter 3.1).
     """
     _check(x, prototypes)
-    if backend.backend_for(x) == backend.TORCH or torch.float64 in (x.dtype, prototypes.dtype):
+    (n, d), c = x.shape, prototypes.shape[0]
+    where = backend.choose("prototype_log_softmax", x, n=n, c=c, d=d)
+    if where == backend.TORCH or c > MAX_CLASSES or torch.float64 in (x.dtype, prototypes.dtype):
         return prototype_log_softmax_reference(x, prototypes)
     return _PrototypeLogSoftmax.apply(x, prototypes)

@@ -4,7 +4,7 @@
 :func:`squared_distances`; ProtoNet's :func:`class_prototypes` (class
 means), :func:`prototype_scores` (``-||x - p_c||^2``) and
 :func:`prototypical_loss` (the cross-entropy of those scores, through the
-fused kernel :func:`metalearn_nlp.kernels.prototype_log_softmax`); NNShot's
+fused loss :func:`metalearn_nlp.kernels.prototype_nll`); NNShot's
 :func:`nearest_neighbour_scores` (``-min ||x - s||^2`` over the support words
 of a class); and :func:`sibling_backoff`, which lets a label with no support
 word (``I-person`` in a 1-shot BIO episode) borrow the scores of a
@@ -34,12 +34,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..data.episode import Episode
 from ..data.tags import parse_tag
 from ..encoders import Encoder
-from ..kernels import prototype_log_softmax
+from ..kernels import prototype_nll
 
 __all__ = [
     "DESCRIPTIONS",
@@ -130,8 +129,8 @@ def prototypical_loss(
     keep = present[labels]
     if not bool(keep.any()):
         return x.sum() * 0.0 + prototypes.sum() * 0.0
-    log_probs = prototype_log_softmax(x[keep], prototypes[present])
-    return F.nll_loss(log_probs, compact[labels[keep]])
+    targets = torch.where(keep, compact[labels], torch.full_like(labels, -100))
+    return prototype_nll(x, prototypes[present], targets)
 
 
 def nearest_neighbour_scores(

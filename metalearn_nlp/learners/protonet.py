@@ -12,8 +12,8 @@ distance to the support words; none trains anything at adaptation time, so
   with ``W_c = 2 p_c``, ``b_c = -||p_c||^2``, up to ``-||x||^2``, which is
   the same for every class and so changes no prediction and no softmax.
   Meta-training minimises the cross-entropy of the query words under
-  ``softmax_c(-||x - p_c||^2)``, computed by the fused kernel
-  :func:`metalearn_nlp.kernels.prototype_log_softmax`.
+  ``softmax_c(-||x - p_c||^2)``, computed by the fused loss
+  :func:`metalearn_nlp.kernels.prototype_nll`.
 * **NNShot** (Yang and Katiyar, 2020): a query word's score for ``c`` is
   ``-min ||x - s||^2`` over the support words ``s`` labelled ``c``: the
   label of the nearest support word wins. Meta-trained (as Few-NERD does)

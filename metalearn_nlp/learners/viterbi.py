@@ -47,6 +47,7 @@ import torch
 
 from ..data.episode import TaggedSentence
 from ..data.tags import SCHEMES, convert_tags, parse_tag
+from ..kernels import viterbi
 
 __all__ = [
     "AbstractTransitions",
@@ -82,7 +83,11 @@ def viterbi_decode(
 
     Returns:
         ``(paths, scores)``: ``(B, T)`` label ids (0 past each sequence's
-        end) and ``(B,)`` the best scores.
+        end) and ``(B,)`` the best scores. Ties go to the lower label id.
+
+    The whole batch is decoded at once by :func:`metalearn_nlp.kernels.viterbi`
+    (a Triton kernel on a GPU where it is faster, the batched PyTorch
+    recursion otherwise).
 
     Example:
         >>> e = torch.tensor([[[0.0, 1.0], [0.0, 1.0]]])
@@ -96,37 +101,16 @@ def viterbi_decode(
     b, t, c = emissions.shape
     if transitions.shape != (c, c):
         raise ValueError(f"transitions must be ({c}, {c}) for {c} labels, got {tuple(transitions.shape)}")
-    device, dtype = emissions.device, emissions.dtype
-    start = torch.zeros(c, device=device, dtype=dtype) if start is None else start.to(device, dtype)
-    end = torch.zeros(c, device=device, dtype=dtype) if end is None else end.to(device, dtype)
-    transitions = transitions.to(device, dtype)
+    device = emissions.device
     if mask is None:
         mask = torch.ones(b, t, dtype=torch.bool, device=device)
     mask = mask.to(device).bool()
     lengths = mask.sum(1)
-    if t == 0:
-        return torch.zeros(b, 0, dtype=torch.long, device=device), torch.zeros(b, device=device, dtype=dtype)
-    if not torch.equal(mask, torch.arange(t, device=device)[None, :] < lengths[:, None]):
+    if t > 0 and not torch.equal(mask, torch.arange(t, device=device)[None, :] < lengths[:, None]):
         raise ValueError("each row of mask must be a run of trues from position 0 (a prefix)")
-    score = start[None, :] + emissions[:, 0]  # (B, C): best path ending in each label
-    pointers = []
-    identity = torch.arange(c, device=device).expand(b, c)
-    for i in range(1, t):
-        candidates = score[:, :, None] + transitions[None, :, :]  # (B, from, to)
-        best, arg = candidates.max(dim=1)
-        live = mask[:, i, None]
-        score = torch.where(live, best + emissions[:, i], score)
-        pointers.append(torch.where(live, arg, identity))
-    score = score + end[None, :]
-    best_score, last = score.max(dim=1)
-    path = [last]
-    for arg in reversed(pointers):
-        last = arg.gather(1, last[:, None]).squeeze(1)
-        path.append(last)
-    paths = torch.stack(path[::-1], dim=1)
-    paths = torch.where(mask, paths, torch.zeros_like(paths))
-    best_score = torch.where(lengths > 0, best_score, torch.zeros_like(best_score))
-    return paths, best_score
+    # one Triton program per sentence on a GPU (where measured faster), else the batched
+    # PyTorch recursion; both break ties towards the lower label id
+    return viterbi(emissions, transitions, start, end, lengths)
 
 
 def _abstract(tag: str, scheme: str) -> tuple[str, str]:
