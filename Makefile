@@ -1,7 +1,9 @@
 # The two commands a newcomer needs (see README.md):
 #   make book   build the book (executes every notebook) into _build/html
 #   make test   pytest for the package + nbval for the notebooks (Triton interpreter on CPU)
-# Both create the environment in .venv first if it is missing or stale.
+# Both create the environment in .venv first if it is missing or stale. The book's MathJax and mermaid
+# (from PyPI and npm: .ci/vendor_assets.py) go to _build/vendor/, served by the book as _static.
+#   make browser-test   the rendered book in headless Chromium, offline (tests/test_browser.py; also in make test)
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -24,7 +26,10 @@ export TRITON_CACHE_DIR := $(CURDIR)/.cache/triton
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: book test env clean benchmarks notebooks compare-env
+# The book's JavaScript libraries, served from _static so the HTML reads offline.
+VENDOR := _build/vendor/vendor_assets.json
+
+.PHONY: book test env clean benchmarks notebooks compare-env vendor browser-test
 
 env: $(STAMP)
 
@@ -35,7 +40,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[book,test]'
 	@touch $(STAMP)
 
-book: $(STAMP)
+vendor: $(VENDOR)
+$(VENDOR): $(STAMP) _config.yml .ci/vendor_assets.py
+	$(PY) .ci/vendor_assets.py _build/vendor
+	@touch $@
+
+book: $(STAMP) $(VENDOR)
 	@start=$$(date +%s); \
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going --builder html; rc=$$?; \
 	echo "== book: $$(( $$(date +%s) - start )) s wall time (exit $$rc)"; \
@@ -46,6 +56,13 @@ test: $(STAMP)
 	TRITON_INTERPRET=1 $(PY) -m pytest tests/ book/ --nbval-lax --nbval-sanitize-with book/nbval_sanitize.cfg \
 	  -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	echo "== test: $$(( $$(date +%s) - start )) s wall time (exit $$rc)"; exit $$rc
+
+# The browser test alone: builds the HTML with notebook execution off (about 20 s) and checks every
+# page offline in Chromium. After `make book`, `make browser-test BOOK_HTML=_build/html` checks that build.
+browser-test: $(STAMP)
+	@start=$$(date +%s); \
+	$(if $(BOOK_HTML),BOOK_HTML=$(BOOK_HTML)) $(PY) -m pytest tests/test_browser.py -p no:cacheprovider -rs $(PYTEST_ARGS); rc=$$?; \
+	echo "== browser-test: $$(( $$(date +%s) - start )) s wall time (exit $$rc)"; exit $$rc
 
 # For authors: re-execute notebooks in place (as the tests run them) to refresh their stored outputs.
 # make notebooks NB=book/04_mathematics/4_1_empirical_risk.ipynb
