@@ -1,10 +1,13 @@
 """Training checkpoints: written atomically, read back safely, with every random state.
 
-A checkpoint is one ``torch.save`` file of tensors and plain data (no
-pickled code: it is read with ``weights_only=True``), written to a temporary
-file next to its place and renamed over it, so a crash or a kill leaves
-either the old checkpoint or the new one, never half a file. What goes in it
-is :meth:`metalearn_nlp.training.Trainer.state_dict`.
+A checkpoint is one file: a first line (:data:`MAGIC`), the sha256 of the
+payload and a newline, then a ``torch.save`` payload of tensors and plain
+data (no pickled code: :func:`load_checkpoint` checks the sha256, then reads
+the payload with ``weights_only=True``; plain ``torch.load`` cannot read the
+file). It is written to a temporary file next to its place and renamed over
+it, so a crash or a kill leaves either the old checkpoint or the new one,
+never half a file. What goes in it is
+:meth:`metalearn_nlp.training.Trainer.state_dict`.
 
 Taught in: chapter 5.4 (Training, evaluation and deployment).
 """

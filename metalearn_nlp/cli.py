@@ -86,6 +86,16 @@ def _sampler(args: argparse.Namespace, sentences: list[Any], seed: int) -> Any:
     return FewNERDSampler(sentences, ways, args.shots, query_shots=args.query_shots, scheme=args.scheme, seed=seed)
 
 
+def _count(text: Any, flag: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0:
+        raise CommandError(f"{flag} {text!r}: expected none, all or a number of layers (0, 1, 2, ...)")
+    return value
+
+
 def _learner_dir(path: str) -> Path:
     """A learner folder, or a ``train`` run folder holding ``learner/``."""
     folder = Path(path)
@@ -139,7 +149,7 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
-TRAIN_KEYS = ("learner", "options", "encoder", "max_length", "steps", "meta_batch_size", "lr", "head_lr",
+TRAIN_KEYS = ("learner", "options", "encoder", "max_length", "freeze", "steps", "meta_batch_size", "lr", "head_lr",
               "weight_decay", "warmup", "schedule", "max_grad_norm", "eval_every", "patience", "dev_episodes",
               "dev_file", "checkpoint_every", "precision", "device", "corpus", "path", "split", "group", "types",
               "ways", "shots", "query_shots", "scheme", "seed", "out", "start_from")
@@ -179,7 +189,8 @@ def _train(args: argparse.Namespace) -> int:
         learner = _load(args.start_from, args.device)
     else:
         options = json.loads(args.options) if isinstance(args.options, str) else dict(args.options or {})
-        encoder = load_encoder(args.encoder, max_length=args.max_length, device=device)
+        freeze = args.freeze if args.freeze in ("none", "all") else _count(args.freeze, "--freeze")
+        encoder = load_encoder(args.encoder, max_length=args.max_length, device=device, freeze=freeze)
         learner = get_learner(args.learner, encoder, **options)
     config = {k: getattr(args, k) for k in TRAIN_KEYS}
     if rank == 0:
@@ -313,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start_from", help="continue meta-learning from a saved learner (new data)")
     p.add_argument("--encoder", help="encoder folder or hub name (default: the offline MiniLM)")
     p.add_argument("--max-length", type=int, default=128, help="subwords per sentence (default 128)")
+    p.add_argument("--freeze", default="none",
+                   help="encoder layers kept frozen: none, all, or N (embeddings + the bottom N layers; default none)")
     p.add_argument("--steps", type=int, default=200, help="optimisation steps (default 200)")
     p.add_argument("--meta-batch-size", type=int, default=1, help="episodes per step (default 1)")
     p.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate (default 1e-4)")
@@ -322,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="linear", choices=("linear", "cosine", "constant"))
     p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--dev-episodes", type=int, default=20,
-                   help="dev episodes from 20%% held-out training sentences (default 20; 0: no dev)")
+                   help="dev episodes from 20%% held-out training sentences (the same 20%% for every --seed, so "
+                        "dev scores of seeds compare; default 20; 0: no dev)")
     p.add_argument("--dev-file", help="dev episodes from an episode file instead")
     p.add_argument("--eval-every", type=int, default=None, help="steps between dev evaluations (default steps/10)")
     p.add_argument("--patience", type=int, default=None, help="stop after this many evaluations without gain")

@@ -151,6 +151,9 @@ def _encoder_settings(encoder: Encoder, *, weights: bool = True) -> dict[str, An
     }  # fmt: skip
     if weights:
         settings["weights_sha256"] = _tensors_sha256(model.state_dict())
+        # which weights were frozen (load_encoder(freeze=...)): restored on loading, so that meta-training
+        # a reloaded learner (re-meta-learning) trains what the original run trained
+        settings["frozen"] = sorted(n for n, p in model.named_parameters() if not p.requires_grad)
     return settings
 
 
@@ -399,6 +402,9 @@ def _load_encoder(directory: Path, saved: Mapping[str, Any], device: Any) -> Enc
         raise LearnerFileError(f"the encoder saved in {directory / ENCODER_DIR} does not load ({error}); save the "
                                "learner again", directory / ENCODER_DIR) from error
     encoder.name = saved["name"]
+    frozen = set(saved.get("frozen", ()))
+    for name, parameter in encoder.model.named_parameters():
+        parameter.requires_grad_(name not in frozen)
     if _tensors_sha256(encoder.model.state_dict()) != saved.get("weights_sha256"):
         raise LearnerFileError(
             f"{directory / ENCODER_DIR} loads, but not with the weights that were saved (saved with transformers "

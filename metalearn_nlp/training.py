@@ -337,6 +337,11 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_every = checkpoint_every or eval_every or max(1, steps // 10)
 
+        rank, world = rank_and_world()
+        if world > meta_batch_size and rank == 0:
+            warnings.warn(f"meta_batch_size {meta_batch_size} < {world} processes: ranks {meta_batch_size} to "
+                          f"{world - 1} get no episode and only wait; use a meta-batch of at least {world}",
+                          stacklevel=2)
         torch.manual_seed(seed)
         broadcast_module(learner)  # every rank starts from rank 0's weights
         self.optimizer = torch.optim.AdamW([{k: v for k, v in g.items() if k != "name"} for g in groups])

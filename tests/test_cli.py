@@ -126,6 +126,12 @@ def test_config_file_values_are_defaults_and_flags_win(tmp_path, world, tiny_ber
     assert saved["learner"] == "nnshot" and saved["steps"] == 2 and saved["lr"] == 1e-3
     (tmp_path / "bad.json").write_text(json.dumps({"stpes": 3}))
     assert cli.main(["train", "--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "r2")]) == 2
+    assert cli.main(["train", "--config", str(tmp_path / "c.json"), "--freeze", "lots", "--out", str(tmp_path / "r3")]) == 2
+    assert cli.main(["train", "--config", str(tmp_path / "c.json"), "--freeze", "1", "--steps", "1", "--quiet",
+                     "--out", str(tmp_path / "r4")]) == 0
+    frozen = json.loads((tmp_path / "r4" / "learner" / "learner.json").read_text())["encoder"]["frozen"]
+    assert any(name.startswith("encoder.layer.0.") for name in frozen)
+    assert not any(name.startswith("encoder.layer.1.") for name in frozen)
 
 
 def test_train_resume_after_sigkill_ends_bit_identical(tmp_path, world, tiny_bert_path):

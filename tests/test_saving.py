@@ -312,3 +312,15 @@ def test_encoder_weights_that_do_not_load_as_saved_are_refused(saved, monkeypatc
     monkeypatch.setattr(encoders, "load_encoder", misread)
     with pytest.raises(LearnerFileError, match=r"encoder loads, but not with the weights that were saved"):
         load_learner(folder)
+
+
+def test_frozen_encoder_weights_stay_frozen_after_loading(tiny_bert_path, tmp_path):
+    from metalearn_nlp.encoders import load_encoder
+
+    learner = get_learner("protonet", load_encoder(tiny_bert_path, freeze=1))
+    frozen = {n for n, p in learner.encoder.model.named_parameters() if not p.requires_grad}
+    assert frozen and any(n.startswith("encoder.layer.0.") for n in frozen)
+    learner.save_pretrained(tmp_path / "frozen")
+    loaded = load_learner(tmp_path / "frozen")
+    assert {n for n, p in loaded.encoder.model.named_parameters() if not p.requires_grad} == frozen
+    assert read_learner_config(tmp_path / "frozen")["encoder"]["frozen"] == sorted(frozen)

@@ -198,3 +198,12 @@ def test_an_empty_episode_list_is_an_error():
         Trainer(Knob(), [], steps=1)
     ep = Episode([TaggedSentence(["a"], ["per"])], [TaggedSentence(["b"], ["per"])], ["per"], "io")
     assert meta_train(Knob(), [ep], steps=2, progress=False).steps == 2
+
+
+def test_a_meta_batch_smaller_than_the_process_count_warns(monkeypatch):
+    from metalearn_nlp import training
+
+    monkeypatch.setattr(training, "rank_and_world", lambda: (0, 4))
+    monkeypatch.setattr(training, "broadcast_module", lambda module: None)
+    with pytest.warns(UserWarning, match="ranks 2 to 3 get no episode"):
+        Trainer(Knob(), _dev(), steps=1, meta_batch_size=2, progress=False)
