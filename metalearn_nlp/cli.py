@@ -13,8 +13,10 @@
 
 Every default runs offline on the embedded WNUT-16 tweets and MiniLM encoder.
 Exit codes: 0 success; 2 a usage or input error (the message says which
-file, argument or value, and what to do); 3 training diverged (NaN loss);
-130 interrupted (``train`` still saves the best weights so far).
+file, argument or value, and what to do; ``METALEARN_NLP_DEBUG=1`` shows
+the traceback); 3 training diverged (NaN loss); 130 interrupted (``train``
+still saves the best weights so far). With several machines, ``--out`` must
+be on storage they all share.
 
 Taught in: chapter 5.4 (Training, evaluation and deployment).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -162,18 +165,22 @@ def _train(args: argparse.Namespace) -> int:
     from .encoders import load_encoder
     from .learners import get_learner
     from .training import Trainer, TrainingDivergedError
+    import torch
 
     if not args.out:
         raise CommandError("train needs --out DIR (where the learner, its checkpoints and its record go)")
-    rank, world = init_distributed()
     out = Path(args.out)
     checkpoints = out / "checkpoints"
     if (checkpoints / "checkpoint.pt").exists() and not args.resume:
         raise CommandError(f"{checkpoints / 'checkpoint.pt'} exists: pass --resume to continue that run, "
                            "or choose another --out")
     if args.resume and not (checkpoints / "checkpoint.pt").exists():
-        raise CommandError(f"--resume: no checkpoint in {checkpoints}; run without --resume to start")
+        raise CommandError(f"--resume: no checkpoint in {checkpoints}; run without --resume to start (with "
+                           "several machines, --out must be on storage they all share)")
     device = resolve_device(args.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and device.type == "cuda":  # torchrun: one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    rank, world = init_distributed("nccl" if device.type == "cuda" else "gloo")
     sentences, data = _sentences(args)
     train, dev_sentences = hold_out(sentences, 0.2, seed=0) if not args.dev_file and args.dev_episodes else \
         (sentences, [])
@@ -185,16 +192,15 @@ def _train(args: argparse.Namespace) -> int:
                              seed=args.seed + 1).episodes(args.dev_episodes)
     else:
         dev = None
+    torch.manual_seed(args.seed)  # the learner's own initialisation (heads, learned rules) follows --seed
     if args.start_from:  # re-meta-learning: continue from a saved learner on new data
-        learner = _load(args.start_from, args.device)
+        learner = _load(args.start_from, str(device))
     else:
         options = json.loads(args.options) if isinstance(args.options, str) else dict(args.options or {})
         freeze = args.freeze if args.freeze in ("none", "all") else _count(args.freeze, "--freeze")
         encoder = load_encoder(args.encoder, max_length=args.max_length, device=device, freeze=freeze)
         learner = get_learner(args.learner, encoder, **options)
     config = {k: getattr(args, k) for k in TRAIN_KEYS}
-    if rank == 0:
-        _write_json(out / "config.json", config)
     trainer = Trainer(learner, sampler, steps=args.steps, meta_batch_size=args.meta_batch_size, lr=args.lr,
                       head_lr=args.head_lr, weight_decay=args.weight_decay, warmup=args.warmup,
                       schedule=args.schedule, max_grad_norm=args.max_grad_norm, dev_episodes=dev,
@@ -202,8 +208,10 @@ def _train(args: argparse.Namespace) -> int:
                       precision=args.precision, checkpoint_dir=checkpoints,
                       checkpoint_every=args.checkpoint_every, progress=not args.quiet and rank == 0)
     if args.resume:
-        trainer.resume()
+        trainer.resume()  # refuses other settings, before config.json is touched
         print(f"resuming {checkpoints / 'checkpoint.pt'} at step {trainer.state.step}", file=sys.stderr)
+    if rank == 0:
+        _write_json(out / "config.json", config)
     try:
         result = trainer.fit()
     except TrainingDivergedError as error:
@@ -274,7 +282,9 @@ def _predict(args: argparse.Namespace) -> int:
                 out.write("".join(f"{t}\t{g}\n" for t, g in zip(tokens, row)) + "\n")
             return 0
         if args.input:
-            texts = Path(args.input).read_text(encoding="utf-8").splitlines()
+            texts = [line.removesuffix("\r") for line in Path(args.input).read_text(encoding="utf-8").split("\n")]
+            if texts and texts[-1] == "":
+                texts.pop()  # the file's final newline
         else:
             texts = list(args.text) or [line.rstrip("\n") for line in sys.stdin]
         for text, entities in zip(texts, tagger.tag(texts)):
@@ -409,7 +419,13 @@ def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:
         raise CommandError(f"--config {path}: unknown options {unknown}; known: {', '.join(TRAIN_KEYS)}")
     if isinstance(config.get("options"), dict):
         config["options"] = json.dumps(config["options"])
+    if isinstance(config.get("types"), list):
+        config["types"] = ",".join(map(str, config["types"]))
     train = parser._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    for action in train._actions:  # argparse checks choices on the command line only: check the file's values
+        if action.dest in config and action.choices is not None and config[action.dest] not in action.choices:
+            raise CommandError(f"--config {path}: {action.dest} {config[action.dest]!r} is not one of "
+                               f"{', '.join(map(str, action.choices))}")
     train.set_defaults(**config)
 
 
@@ -428,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         print("metalearn-nlp: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # errors a user can act on; anything else is a bug and shows its traceback
-        if not _is_input_error(error):
+        if not _is_input_error(error) or os.environ.get("METALEARN_NLP_DEBUG"):
             raise
         command = argv[0] if argv else ""
         message = f"{error.filename}: no such file or folder" if isinstance(error, FileNotFoundError) \

@@ -92,7 +92,8 @@ def _tensors_sha256(state: Mapping[str, torch.Tensor]) -> str:
 
 def _config_sha256(config: Mapping[str, Any]) -> str:
     """sha256 of ``learner.json``'s fields but ``sha256``, as canonical JSON."""
-    return hashlib.sha256(canonical_json({k: v for k, v in config.items() if k != "sha256"}).encode()).hexdigest()
+    fields = json.loads(json.dumps({k: v for k, v in config.items() if k != "sha256"}))  # as read back (str keys)
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
 
 
 def _constructor_options(cls: type) -> set[str]:

@@ -250,8 +250,10 @@ class Trainer:
             ``steps // 10``, at least 1).
         patience (int | None): stop after this many evaluations without a
             better dev F1 (None: never stop early).
-        seed (int, default 0): seeds initialisation and every episode's
-            dropout (:func:`episode_seed`).
+        seed (int, default 0): seeds every episode's dropout and sampling
+            (:func:`episode_seed`). The learner is built before the trainer:
+            call ``torch.manual_seed(seed)`` before building it for a seeded
+            initialisation (``metalearn-nlp train`` does).
         precision (str, default ``"fp32"``): ``"bf16"`` runs the loss under
             bfloat16 autocast (the weights, gradients and optimiser stay float32).
         checkpoint_dir (str | Path | None): where to write ``checkpoint.pt``
@@ -332,7 +334,7 @@ class Trainer:
             "weight_decay": weight_decay, "warmup": warmup, "schedule": schedule, "max_grad_norm": max_grad_norm,
             "dev_episodes": len(self.dev_episodes) if self.dev_episodes else 0, "eval_every": eval_every,
             "patience": patience, "seed": seed, "sampler_seed": getattr(sampler, "seed", None),
-            "precision": precision,
+            "sampler": getattr(sampler, "settings", None), "precision": precision,
         }  # fmt: skip
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_every = checkpoint_every or eval_every or max(1, steps // 10)
@@ -455,23 +457,33 @@ class Trainer:
         rank, world = rank_and_world()
         state, learner = self.state, self.learner
         self.optimizer.zero_grad(set_to_none=True)
-        total, bad = 0.0, ""
+        total, bad, failure = 0.0, "", None
         context = _autocast(learner, self.precision)
         for index in range(self.meta_batch_size):
             episode = self.source.next(state.step)
             state.episodes_drawn += 1
-            if index % world != rank or bad:
+            if index % world != rank or bad or failure:
                 continue
             torch.manual_seed(episode_seed(self.seed, state.step, index))
-            with context():
-                loss = learner.loss(episode)
-            if not torch.isfinite(loss).item():
-                bad = (f"episode {index} of the meta-batch (episode {state.episodes_drawn - 1} of the stream, "
-                       f"types {list(episode.types)}) gave loss {loss.item()}")
+            try:
+                with context():
+                    loss = learner.loss(episode)
+                if not torch.isfinite(loss).item():
+                    bad = (f"episode {index} of the meta-batch (episode {state.episodes_drawn - 1} of the stream, "
+                           f"types {list(episode.types)}) gave loss {loss.item()}")
+                    continue
+                (loss / self.meta_batch_size).backward()
+            except Exception as error:  # noqa: BLE001 - re-raised below, on every rank together
+                if world == 1:
+                    raise
+                failure = error
                 continue
-            (loss / self.meta_batch_size).backward()
             total += loss.item() / self.meta_batch_size
-        total, n_bad = all_reduce_sum([total, float(bool(bad))])
+        total, n_bad, n_failed = all_reduce_sum([total, float(bool(bad)), float(failure is not None)])
+        if n_failed:  # an error on one process: every process stops, instead of waiting in all_reduce
+            if failure is not None:
+                raise failure
+            raise RuntimeError(f"step {state.step}: meta-training failed on another process (see its error)")
         if n_bad:
             last = self.checkpoint_path if self.checkpoint_path is not None and self.checkpoint_path.is_file() else None
             raise TrainingDivergedError(
@@ -485,6 +497,12 @@ class Trainer:
         grads = [p.grad for p in self.parameters if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item() \
             if grads else 0.0
+        if not math.isfinite(norm):  # a finite loss with a NaN or infinite gradient: stop before the weights change
+            raise TrainingDivergedError(
+                f"step {state.step}: the loss was finite ({total:.4g}) but its gradient norm is {norm}. Training "
+                "stopped before the update; the learner holds the best weights so far. Lower the learning rate or "
+                "look for a division by zero or a norm of a zero vector in the loss"
+            )
         if self.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
         self.optimizer.step()

@@ -85,14 +85,21 @@ def test_train_saves_a_learner_that_evaluate_predict_report_and_info_use(world, 
                      str(world / "support.conll"), "--output", str(world / "tagged.conll"), "--device", "cpu"]) == 0
     blocks = (world / "tagged.conll").read_text().strip().split("\n\n")
     assert len(blocks) == 12 and all("\t" in row for row in blocks[0].splitlines())
+    (world / "texts.txt").write_text("Ada met Bob\u2028in Paris\nsecond line\n", encoding="utf-8")
+    assert cli.main(["predict", str(run_dir), "--support", str(world / "support.conll"), "--input",
+                     str(world / "texts.txt"), "--device", "cpu"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().split("\n")]
+    assert [x["text"] for x in lines] == ["Ada met Bob\u2028in Paris", "second line"]  # one record per line
     assert cli.main(["info", str(run_dir)]) == 0
     assert '"learner": "protonet"' in capsys.readouterr().out
 
 
 def test_input_errors_exit_2_with_an_actionable_message(world, tmp_path):
+    assert cli.main(["sample", "-o", str(tmp_path / "good.jsonl"), "--corpus", str(world / "toy.conll"),
+                     "--episodes", "2"]) == 0
     bad = tmp_path / "bad.jsonl"
-    bad.write_bytes((world / "test.jsonl").read_bytes().replace(b'"O"', b'"X"', 1)) if (
-        world / "test.jsonl").exists() else None
+    bad.write_bytes((tmp_path / "good.jsonl").read_bytes().replace(b'"O"', b'"X"', 1))
+    assert bad.read_bytes() != (tmp_path / "good.jsonl").read_bytes()
     cases = [
         (["evaluate", str(tmp_path / "nowhere"), "x.jsonl"], "no such folder"),
         (["train", "--learner", "protonett", "--out", str(tmp_path / "r"), "--corpus", str(world / "toy.conll"),
@@ -111,9 +118,8 @@ def test_input_errors_exit_2_with_an_actionable_message(world, tmp_path):
     proc = run("train", "--learner", "protonett", "--out", str(tmp_path / "r"), "--corpus", str(world / "toy.conll"),
                "--steps", "1", "--dev-episodes", "0", "--device", "cpu")
     assert proc.returncode == 2 and "did you mean 'protonet'" in proc.stderr
-    if bad.exists():
-        proc = run("evaluate", str(world / "run"), str(bad), "--device", "cpu")
-        assert proc.returncode == 2 and "sha256 mismatch" in proc.stderr
+    proc = run("evaluate", str(world / "run"), str(bad), "--device", "cpu")
+    assert proc.returncode == 2 and "sha256 mismatch" in proc.stderr
 
 
 def test_config_file_values_are_defaults_and_flags_win(tmp_path, world, tiny_bert_path):
@@ -126,6 +132,11 @@ def test_config_file_values_are_defaults_and_flags_win(tmp_path, world, tiny_ber
     assert saved["learner"] == "nnshot" and saved["steps"] == 2 and saved["lr"] == 1e-3
     (tmp_path / "bad.json").write_text(json.dumps({"stpes": 3}))
     assert cli.main(["train", "--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "r2")]) == 2
+    (tmp_path / "choice.json").write_text(json.dumps({**config, "scheme": "bioes"}))
+    assert cli.main(["train", "--config", str(tmp_path / "choice.json"), "--out", str(tmp_path / "r5")]) == 2
+    (tmp_path / "types.json").write_text(json.dumps({**config, "types": ["person", "place"], "steps": 1}))
+    assert cli.main(["train", "--config", str(tmp_path / "types.json"), "--quiet", "--out", str(tmp_path / "r6")]) == 0
+    assert json.loads((tmp_path / "r6" / "config.json").read_text())["types"] == "person,place"
     assert cli.main(["train", "--config", str(tmp_path / "c.json"), "--freeze", "lots", "--out", str(tmp_path / "r3")]) == 2
     assert cli.main(["train", "--config", str(tmp_path / "c.json"), "--freeze", "1", "--steps", "1", "--quiet",
                      "--out", str(tmp_path / "r4")]) == 0

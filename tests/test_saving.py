@@ -324,3 +324,9 @@ def test_frozen_encoder_weights_stay_frozen_after_loading(tiny_bert_path, tmp_pa
     loaded = load_learner(tmp_path / "frozen")
     assert {n for n, p in loaded.encoder.model.named_parameters() if not p.requires_grad} == frozen
     assert read_learner_config(tmp_path / "frozen")["encoder"]["frozen"] == sorted(frozen)
+
+
+def test_metadata_with_integer_keys_reloads(tiny_encoder, tmp_path):
+    get_learner("protonet", tiny_encoder).save_pretrained(tmp_path / "ints", metadata={"ids": {9: "a", 10: "b"}})
+    assert read_learner_config(tmp_path / "ints")["metadata"] == {"ids": {"9": "a", "10": "b"}}
+    load_learner(tmp_path / "ints")

@@ -207,3 +207,26 @@ def test_a_meta_batch_smaller_than_the_process_count_warns(monkeypatch):
     monkeypatch.setattr(training, "broadcast_module", lambda module: None)
     with pytest.warns(UserWarning, match="ranks 2 to 3 get no episode"):
         Trainer(Knob(), _dev(), steps=1, meta_batch_size=2, progress=False)
+
+
+class NaNGradient(Knob):
+    def loss(self, episode):
+        super().loss(episode)
+        return (self.weight * 0.0).sqrt()  # value 0, gradient 0.5 / sqrt(0) * 0 = nan
+
+
+def test_a_finite_loss_with_a_nan_gradient_stops_before_the_update(tmp_path):
+    learner = NaNGradient()
+    with pytest.raises(TrainingDivergedError, match=r"step 0: the loss was finite .* gradient norm is nan"):
+        Trainer(learner, _dev(), steps=3, lr=0.1, checkpoint_dir=tmp_path, checkpoint_every=1, progress=False).fit()
+    assert learner.weight.item() == 1.0 and not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_the_sampler_settings_are_part_of_the_run(toy_corpus, tmp_path):
+    first = Trainer(Knob(), FewNERDSampler(toy_corpus, ways=2, shots=1, seed=3), steps=2, lr=0.1, progress=False,
+                    checkpoint_dir=tmp_path)
+    first.fit()
+    other = Trainer(Knob(), FewNERDSampler(toy_corpus[:60], ways=2, shots=1, seed=3), steps=2, lr=0.1,
+                    progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="sampler: checkpoint"):
+        other.resume()
