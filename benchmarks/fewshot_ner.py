@@ -23,7 +23,10 @@ Settings:
   ``skipped`` record when they are absent.
 
 Methods: ``finetune`` (linear probe on the frozen encoder, trained on the support set
-only), ``protonet``, ``nnshot`` (meta-trained), ``structshot`` (the meta-trained NNShot
+only), ``transfer`` (TransferBERT, chapter 5.5: encoder + head trained supervised on the source
+types through the same trainer, then the head fine-tuned on each support set; the baseline),
+``decomposed`` (chapter 5.5: type-agnostic mention detector + span prototypes; ``--decomposition``
+also records its detection F1 and typing accuracy per seed), ``protonet``, ``nnshot`` (meta-trained), ``structshot`` (the meta-trained NNShot
 encoder + Viterbi with transitions counted on the meta-training sentences), ``zeroshot``
 (type descriptions, meta-trained), the gradient-based learners ``maml``, ``fomaml``, ``anil``,
 ``protomaml``, ``reptile``, ``metasgd``, ``learned_optimizer`` and ``reinforce`` (ProtoNet with a
@@ -31,6 +34,16 @@ REINFORCE term on entity-F1). ``--options '{"maml": {"freeze": 4}}'`` passes lea
 ``--head-lr`` the learning rate of a learner's own parameters (heads, learned rates).
 Results are merged into ``benchmarks/results/fewshot_ner.json`` (one record per setting, shots,
 method, encoder, meta-training settings and options), each with its dev learning curve per seed.
+
+Word-shape features (chapter 5.5) are a learner option: ``--options '{"protonet": {"shape_dim": 16}}'``.
+Few-NERD's official episode files: ``--setting fewnerd --fewnerd DIR [--fewnerd-split inter] --ways 5
+--shots 1`` reads ``DIR/inter/{train,dev,test}_5_1.jsonl`` (training on the official training episodes,
+selection on the dev file). ``--results FILE`` writes the records to another JSON file (a small run
+must not overwrite ``fewshot_ner.json``); ``--episodes n`` below the stored count uses the first n
+of the same fixed test episodes. Every record holds its command, a 95% Student-t interval over seeds
+(``f1_ci95``), a 95% percentile bootstrap interval over test episodes per seed
+(``f1_bootstrap95_per_seed``) and the F1 on test types whose name is not a training type
+(``f1_novel_types``: zero-shot tagging from descriptions is inflated on the others).
 
 Meta-trained weights go to the package's disk cache (``metalearn_nlp.notebook.train_or_load``,
 ``.cache/metalearn_nlp/``), keyed by the sha256 of everything that determines them (learner,
@@ -43,9 +56,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,6 +70,7 @@ import torch
 from metalearn_nlp import __version__
 from metalearn_nlp.data import (
     WNUT16_SPLIT,
+    load_fewnerd_episodes,
     CrossDatasetSampler,
     FewNERDSampler,
     hold_out,
@@ -63,9 +79,10 @@ from metalearn_nlp.data import (
     save_episodes,
     split_types,
 )
+from metalearn_nlp.devices import resolve_device
 from metalearn_nlp.encoders import load_encoder
-from metalearn_nlp.evaluation import evaluate, summarize
-from metalearn_nlp.learners import get_learner
+from metalearn_nlp.evaluation import bootstrap_interval, evaluate, summarize
+from metalearn_nlp.learners import decomposition_scores, get_learner
 from metalearn_nlp.notebook import train_or_load
 from metalearn_nlp.training import meta_train
 
@@ -73,8 +90,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "fewshot_ner.json"
 EPISODES = ROOT / "benchmarks" / "episodes"
 GRADIENT = ("maml", "fomaml", "anil", "protomaml", "reptile", "metasgd", "learned_optimizer")
-METHODS = ("finetune", "protonet", "nnshot", "structshot", "zeroshot", *GRADIENT, "reinforce")
-META_TRAINED = {"protonet", "nnshot", "zeroshot", *GRADIENT, "reinforce"}
+METHODS = ("finetune", "protonet", "nnshot", "structshot", "zeroshot", *GRADIENT, "reinforce", "transfer",
+           "decomposed")
+META_TRAINED = {"protonet", "nnshot", "zeroshot", *GRADIENT, "reinforce", "transfer", "decomposed"}
 DETERMINISTIC = {"finetune"}  # the same predictions for every seed (see main)
 TEST_SEED = 2026  # fixes the test episodes, independent of the training seeds
 
@@ -91,6 +109,8 @@ def test_episodes(name: str, sampler: Any, n: int) -> list:
         episodes, saved = load_episodes(path)  # verifies the sha256
         if saved == settings:
             return episodes
+        if {**saved, "episodes": n} == settings and saved.get("episodes", 0) >= n:
+            return episodes[:n]  # a smaller run uses the first n of the same fixed test episodes
         print(f"{path.name}: settings changed, re-sampling")
     episodes = sampler.episodes(n)
     EPISODES.mkdir(parents=True, exist_ok=True)
@@ -109,8 +129,11 @@ def prepare(args: argparse.Namespace) -> dict[str, Any] | None:
         test = test_episodes(f"wnut16_{ways}way_{k}shot",
                              FewNERDSampler(groups["test"], ways, k, seed=TEST_SEED), args.episodes)
         return {"corpus": "wnut16", "ways": ways, "shots": f"{k}~{2 * k}", "train": train,
+                "source_types": list(WNUT16_SPLIT["train"]),
                 "train_sampler": lambda seed: FewNERDSampler(train, ways, train_k, seed=seed),
                 "dev_sampler": dev_sampler, "dev": dev_sampler.episodes(args.dev_episodes), "test": test}
+    if args.setting == "fewnerd":
+        return prepare_fewnerd(args)
     data = args.data or default_data()
     if not (data / "conll2003").is_dir() or not (data / "wnut17").is_dir():
         print(f"{data}: conll2003/ or wnut17/ not found; pass --data DIR (skipped)")
@@ -123,8 +146,65 @@ def prepare(args: argparse.Namespace) -> dict[str, Any] | None:
     test = test_episodes(f"conll2003-wnut17_{k}shot",
                          CrossDatasetSampler(wnut17.sentences("test"), k, seed=TEST_SEED), args.episodes)
     return {"corpus": "conll2003->wnut17", "ways": len(wnut17.types), "shots": str(k), "train": train,
+            "source_types": list(conll.types),
             "train_sampler": lambda seed: FewNERDSampler(train, ways, train_k, seed=seed),
             "dev_sampler": dev_sampler, "dev": dev_sampler.episodes(args.dev_episodes), "test": test}
+
+
+def prepare_fewnerd(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Few-NERD's official episode files: train/dev/test_{N}_{K}.jsonl under --fewnerd DIR/{intra,inter}."""
+    if args.fewnerd is None:
+        print("--setting fewnerd needs --fewnerd DIR (Few-NERD's episode-data folder) (skipped)")
+        return None
+    folder = args.fewnerd / args.fewnerd_split
+    n, k = args.ways, args.shots
+    paths = {part: folder / f"{part}_{n}_{k}.jsonl" for part in ("train", "dev", "test")}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        print(f"Few-NERD episode files not found: {missing} (skipped)")
+        return None
+    train_episodes = load_fewnerd_episodes(paths["train"])[0]
+    dev = load_fewnerd_episodes(paths["dev"])[0][: args.dev_episodes]
+    test = load_fewnerd_episodes(paths["test"])[0][: args.episodes]
+    train = [s for episode in train_episodes for s in (*episode.support, *episode.query)]
+
+    def train_sampler(seed: int) -> list:  # the official training episodes, in a seed-dependent order
+        import random
+
+        order = list(train_episodes)
+        random.Random(seed).shuffle(order)
+        return order
+
+    class _Settings:  # the record of what the training and dev episodes were
+        def __init__(self, path: Path) -> None:
+            self.settings = {"fewnerd": str(path.name), "split": args.fewnerd_split,
+                             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}  # another copy: other weights
+
+    return {"corpus": f"fewnerd-{args.fewnerd_split}", "ways": n, "shots": str(k), "train": train,
+            "source_types": sorted({t for e in train_episodes for t in e.types}),
+            "train_sampler": train_sampler, "train_settings": _Settings(paths["train"]).settings,
+            "dev_sampler": _Settings(paths["dev"]), "dev": dev, "test": test}
+
+
+def novel_type_scores(reports: list, source_types: list[str]) -> dict[str, Any] | None:
+    """Pooled F1 over the test types whose name is not a training (source) type, per seed.
+
+    Zero-shot tagging from type descriptions is inflated on types that share a name (and so a
+    description) with a training type (WNUT-17's person, location vs CoNLL-2003's); this is the
+    score on the others.
+    """
+    source = {t.lower() for t in source_types}
+    out = []
+    for report in reports:
+        novel = {t: s for t, s in report.per_type.items() if t.lower() not in source}
+        if not novel:
+            return None
+        gold = sum(s.gold for s in novel.values())
+        predicted = sum(s.predicted for s in novel.values())
+        correct = sum(s.correct for s in novel.values())
+        out.append(2 * correct / (gold + predicted) if gold + predicted else 0.0)
+    types = sorted(t for t in reports[0].per_type if t.lower() not in source)
+    return {"types": types, "f1_per_seed": out, "f1": sum(out) / len(out)}
 
 
 def run_seed(method: str, seed: int, setup: dict[str, Any], args: argparse.Namespace, trained: dict) -> tuple:
@@ -132,17 +212,24 @@ def run_seed(method: str, seed: int, setup: dict[str, Any], args: argparse.Names
     torch.manual_seed(seed)
     if method == "structshot":  # NNShot's meta-trained encoder + Viterbi (Few-NERD's StructShot)
         nnshot, seconds, record = trained.get(("nnshot", seed)) or run_seed("nnshot", seed, setup, args, trained)
+        if getattr(nnshot, "shape_dim", 0):
+            raise SystemExit("structshot takes no word-shape features (StructShot has no shape_dim): its "
+                             "emissions would drop NNShot's learned shapes; leave shape_dim out of --options "
+                             "for nnshot when structshot is among --methods")
         return get_learner("structshot", nnshot.encoder, train_sentences=setup["train"]), seconds, record
-    encoder = load_encoder(max_length=args.max_length)
+    encoder = load_encoder(max_length=args.max_length, device=args.device)
     if method == "finetune":
         return get_learner("finetune", encoder, seed=seed), 0.0, None
     options = {"train_sentences": setup["train"]} if method == "zeroshot" else {}
+    if method == "transfer":
+        options["source_types"] = setup["source_types"]
     options.update(args.options.get(method, {}))
     learner = get_learner(method, encoder, **options)
     if args.steps == 0:  # the pretrained encoder as it is: what meta-training adds is measured against this
         trained[(method, seed)] = (learner, 0.0, None)
         return learner, 0.0, None
     sampler = setup["train_sampler"](seed)
+    sampler_settings = setup.get("train_settings") or sampler.settings
     training = {"steps": args.steps, "lr": args.lr, "eval_every": args.eval_every or max(1, args.steps // 5),
                 "seed": seed}
     if args.head_lr is not None:
@@ -151,7 +238,7 @@ def run_seed(method: str, seed: int, setup: dict[str, Any], args: argparse.Names
         training["patience"] = args.patience
     settings = {"benchmark": "fewshot_ner", "package": __version__, "learner": learner.config(),
                 "max_length": args.max_length,
-                "train": sampler.settings, "dev": {**setup["dev_sampler"].settings, "episodes": len(setup["dev"])},
+                "train": sampler_settings, "dev": {**setup["dev_sampler"].settings, "episodes": len(setup["dev"])},
                 "training": training}
     learner, cache = train_or_load(learner, settings, lambda: meta_train(
         learner, sampler, dev_episodes=setup["dev"], progress=False, **training))
@@ -172,7 +259,17 @@ def merge(records: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--setting", choices=("wnut16", "conll2003-wnut17"), default="wnut16")
+    ap.add_argument("--setting", choices=("wnut16", "conll2003-wnut17", "fewnerd"), default="wnut16")
+    ap.add_argument("--fewnerd", type=Path, default=None,
+                    help="Few-NERD's episode-data folder (setting fewnerd): reads {split}/{train,dev,test}_N_K.jsonl")
+    ap.add_argument("--fewnerd-split", choices=("intra", "inter"), default="inter")
+    ap.add_argument("--ways", type=int, default=5, help="N of the Few-NERD episode files (setting fewnerd)")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="JSON file the records are merged into (default benchmarks/results/fewshot_ner.json)")
+    ap.add_argument("--bootstrap", type=int, default=1000,
+                    help="bootstrap resamples of the test episodes for the per-seed interval (0: none)")
+    ap.add_argument("--decomposition", action="store_true",
+                    help="for decomposed: also score detection and typing separately on the test episodes")
     ap.add_argument("--shots", type=int, default=1, help="K: K~2K-shot (wnut16) or >= K (cross-dataset)")
     ap.add_argument("--train-shots", type=int, default=None,
                     help="K of the meta-training and dev episodes (default: --shots)")
@@ -186,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="learning rate of the learner's own parameters (heads, learned rates; default --lr)")
     ap.add_argument("--eval-every", type=int, default=None, help="steps between dev evaluations (default steps/5)")
     ap.add_argument("--patience", type=int, default=None, help="stop after this many dev evaluations without gain")
+    ap.add_argument("--device", default="auto", type=resolve_device,
+                    help="where to train and evaluate: auto (CUDA when present, default), cpu, cuda, cuda:1")
     ap.add_argument("--options", type=json.loads, default={},
                     help='learner options by method, JSON: \'{"maml": {"freeze": 4, "inner_steps": 5}}\'')
     ap.add_argument("--max-length", type=int, default=256,
@@ -193,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=None, help="folder with conll2003/ and wnut17/")
     ap.add_argument("--no-save", action="store_true", help="print only (exploration)")
     args = ap.parse_args(argv)
+    global RESULTS
+    if args.results is not None:
+        RESULTS = args.results
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -204,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     setup = prepare(args)
     if setup is None:
         if not args.no_save:
-            merge([{"corpus": "conll2003->wnut17", "shots": str(args.shots), "method": m, "status": "skipped",
+            corpus = f"fewnerd-{args.fewnerd_split}" if args.setting == "fewnerd" else "conll2003->wnut17"
+            merge([{"corpus": corpus, "shots": str(args.shots), "method": m, "status": "skipped",
                     "reason": "reference corpora not found"} for m in methods])
         return 0
     encoder_name = load_encoder().name
@@ -214,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     trained: dict = {}
     records = []
     for method in methods:
-        reports, train_seconds, train_records, learners = [], [], [], []
+        reports, train_seconds, train_records, learners, parts = [], [], [], [], []
         # the linear probe is deterministic (zero-initialised head, full-batch AdamW on frozen vectors):
         # a seed cannot change it, so it runs once and its record has no interval over seeds
         method_seeds = seeds[:1] if method in DETERMINISTIC else seeds
@@ -225,16 +328,26 @@ def main(argv: list[str] | None = None) -> int:
             learners.append(learner)
             train_seconds.append(seconds)
             train_records.append(record)
+            if method == "decomposed" and args.decomposition:
+                parts.append(decomposition_scores(learner, setup["test"]))
             print(f"{method:<11} {seed:>4} {100 * report.f1:>6.2f} {100 * report.precision:>6.2f} "
                   f"{100 * report.recall:>6.2f} {seconds:>8.0f} {report.seconds_per_episode:>9.3f}", flush=True)
         summary = summarize(reports)
+        novel = novel_type_scores(reports, setup.get("source_types") or [])
         records.append({
+            "command": shlex.join(["python", "benchmarks/fewshot_ner.py", *(sys.argv[1:] if argv is None else argv)]),
             "corpus": setup["corpus"], "ways": setup["ways"], "shots": setup["shots"], "method": method,
             "encoder": encoder_name, "episodes": len(setup["test"]), "seeds": method_seeds, "scheme": "io",
             "max_length": args.max_length,
             "f1": summary["f1"]["mean"], "f1_ci95": summary["f1"]["half_width"],
             "precision": summary["precision"]["mean"], "recall": summary["recall"]["mean"],
             "f1_per_seed": [r.f1 for r in reports],
+            "f1_interval_over": "seeds (Student-t, f1_ci95); test episodes (95% percentile bootstrap, "
+                                "f1_bootstrap95_per_seed)",
+            "f1_bootstrap95_per_seed": [list(bootstrap_interval(r, resamples=args.bootstrap, seed=seed))
+                                        for r, seed in zip(reports, method_seeds)] if args.bootstrap else None,
+            "f1_novel_types": novel,
+            "decomposition_per_seed": parts or None,
             "deterministic": method in DETERMINISTIC,
             "per_type_f1": {t: v["mean"] for t, v in summary["per_type"].items()},
             "train_seconds": sum(train_seconds) / len(train_seconds),

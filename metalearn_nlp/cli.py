@@ -10,6 +10,7 @@
     metalearn-nlp train --from runs/protonet --corpus new.conll --steps 50 --out runs/protonet-v2
     metalearn-nlp report benchmarks/results/fewshot_ner.json
     metalearn-nlp info [runs/protonet]
+    metalearn-nlp student-edition student-book/              # the book without solutions, for a class
 
 Every default runs offline on the embedded WNUT-16 tweets and MiniLM encoder.
 Exit codes: 0 success; 2 a usage or input error (the message says which
@@ -233,13 +234,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import load_episodes
+    from .data import load_episode_file
     from .evaluation import evaluate
 
     folder = _learner_dir(args.learner)
     if not Path(args.episodes).is_file():
         raise CommandError(f"{args.episodes}: no such episode file; write one with `metalearn-nlp sample -o FILE`")
-    episodes, settings = load_episodes(args.episodes)
+    episodes, settings = load_episode_file(args.episodes)
     learner = _load(str(folder), args.device)
     report = evaluate(learner, episodes, progress=not args.quiet, keep_predictions=args.keep_predictions)
     print(report.table())
@@ -360,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a saved learner on an episode file (pooled micro-F1)")
     p.add_argument("learner", help="a learner or run folder")
-    p.add_argument("episodes", help="an episode file (from `sample`); its checksum is verified")
+    p.add_argument("episodes", help="an episode file: from `sample` (its checksum is verified) or Few-NERD's "
+                   "episode-data JSONL")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--keep-predictions", action="store_true", help="keep every sentence's tags in the JSON")
     p.add_argument("--device", default="auto")
@@ -384,7 +386,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="e.g. benchmarks/results/fewshot_ner.json, or an `evaluate --json` file")
     p.add_argument("--select", default="", help="only settings whose corpus contains this")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("student-edition", help="copy the book without solutions, marked cells as stubs")
+    p.add_argument("out", help="the folder to write (new or empty); build it with `jupyter-book build OUT`")
+    p.add_argument("--book", default=".", help="the book's root, the folder holding _toc.yml (default: .)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=_student_edition)
     return parser
+
+
+def _student_edition(args: argparse.Namespace) -> int:
+    from .student import write_student_edition
+
+    try:
+        report = write_student_edition(args.book, args.out, force=args.force)
+    except (FileExistsError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    print(report)
+    for notebook, count in report.stubs.items():
+        print(f"  {Path(notebook).relative_to(report.out)}: {count} stub(s)")
+    print(f"next: jupyter-book build {args.out}")
+    return 0
 
 
 def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> None:

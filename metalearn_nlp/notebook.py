@@ -20,6 +20,19 @@ setting trains afresh. The code that fills the cache is the code in the
 notebook, and it runs wherever the cache is absent (a fresh checkout, CI).
 Delete the folder to retrain everything.
 
+**Published weights.** On Colab the cache lives and dies with the runtime,
+so :func:`train_or_load` can also load weights that someone trained and
+published with :func:`export_weights`: one ``.safetensors`` file that carries
+its training settings and record in its header. Pass it as
+``train_or_load(..., published=PATH_OR_URL, sha256=HEX)``, or point
+``$METALEARN_NLP_WEIGHTS`` at a folder or base URL holding such files, named
+``<settings sha256>.safetensors`` (:func:`settings_sha256`) with an optional
+``.sha256`` file beside each. A published file is used only if its sha256
+matches and its settings equal the notebook's, and it then fills the local
+cache. Weights are never downloaded unless the reader asks for it.
+
+**Style.** :func:`book_style` sets the one plot style of the book.
+
 Cache folder: ``$METALEARN_NLP_CACHE`` if set, otherwise
 ``.cache/metalearn_nlp`` in the repository checkout the package is imported
 from (the folder holding ``pyproject.toml`` next to the package), or in the
@@ -42,12 +55,17 @@ from typing import Any
 
 from .data.files import canonical_json
 
-__all__ = ["BUDGET", "CacheInfo", "budget_from_env", "cache_dir", "cache_key", "scaled", "train_or_load"]
+__all__ = ["BUDGET", "PALETTE", "CacheInfo", "PublishedWeightsError", "book_style", "budget_from_env", "cache_dir",
+           "cache_key", "export_weights", "scaled", "settings_sha256", "train_or_load"]
 
 #: Environment variable that multiplies every notebook budget.
 BUDGET_VARIABLE = "METALEARN_NLP_BUDGET"
 #: Environment variable that overrides the cache folder.
 CACHE_VARIABLE = "METALEARN_NLP_CACHE"
+#: Environment variable naming a folder or base URL of published weights (see :func:`train_or_load`).
+WEIGHTS_VARIABLE = "METALEARN_NLP_WEIGHTS"
+#: Package parts that cannot change what training produces: left out of :func:`code_sha256`.
+_NOT_TRAINING_CODE = ("exercises", "student.py", "_install.py", "notebook.py")
 #: Bumped when the layout of a cache entry changes (part of every key).
 CACHE_FORMAT = 1
 
@@ -98,6 +116,32 @@ def scaled(n: int, budget: float | None = None) -> int:
     return max(1, int(round(n * factor)))
 
 
+#: The book's colours, in order (matplotlib's C0, C1, ...): seaborn's colour-blind-safe palette.
+PALETTE: tuple[str, ...] = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4",
+                            "#949494", "#ece133", "#56b4e9")
+#: The default figure size, in inches (width, height): one text column.
+FIGSIZE: tuple[float, float] = (7.5, 3.4)
+
+
+def book_style() -> None:
+    """Set the book's one plot style: seaborn's ``whitegrid``, :data:`PALETTE` and :data:`FIGSIZE`.
+
+    Call it once in a chapter's imports cell, in place of ``sns.set_theme``.
+    Colours named ``"C0"``, ``"C1"``, ... then follow the palette.
+
+    Example:
+        >>> import matplotlib
+        >>> book_style()
+        >>> tuple(matplotlib.rcParams["figure.figsize"]) == FIGSIZE
+        True
+    """
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", palette=list(PALETTE), rc={
+        "figure.figsize": FIGSIZE, "figure.dpi": 100, "savefig.dpi": 100, "axes.titlesize": "medium",
+        "legend.fontsize": "small", "legend.title_fontsize": "small"})
+
+
 def _checkout_root() -> Path | None:
     """The source checkout the package is imported from (None when installed)."""
     root = Path(__file__).resolve().parents[1]
@@ -126,6 +170,10 @@ def _canonical(value: Any) -> str:
 def code_sha256(root: Path | None = None) -> str:
     """The sha256 of the package's own source: every ``.py`` file under ``root``, by relative path and bytes.
 
+    Modules that cannot change a training result (the exercise checks, the
+    student edition, the install constant, this module: ``_NOT_TRAINING_CODE``)
+    are left out, so editing them does not retrain the book's learners.
+
     Part of every cache key, so weights trained by older code are never reused silently.
 
     Arguments:
@@ -142,7 +190,7 @@ def _package_sha256() -> str:
 def _source_sha256(root: Path) -> str:
     digest = hashlib.sha256()
     for file in sorted(root.rglob("*.py")):
-        if "__pycache__" in file.parts:
+        if "__pycache__" in file.parts or file.relative_to(root).parts[0] in _NOT_TRAINING_CODE:
             continue
         digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -168,15 +216,22 @@ class CacheInfo:
         key: the sha256 of the settings and of the package's code (:func:`code_sha256`).
         folder: the cache entry (``weights.safetensors``, ``record.json``, ``settings.json``).
         record: the training record (``train_fn``'s result as a dict).
+        source: ``"cache"``, ``"published"`` (a published weights file, now also in the cache) or ``"trained"``.
     """
 
     loaded: bool
     key: str
     folder: Path
     record: dict[str, Any]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            object.__setattr__(self, "source", "cache" if self.loaded else "trained")
 
     def __str__(self) -> str:
-        what = "loaded from the cache" if self.loaded else "trained now and saved to the cache"
+        what = {"cache": "loaded from the cache", "published": "loaded from published weights and saved to the cache",
+                "trained": "trained now and saved to the cache"}[self.source]
         return f"{what} (entry {self.key[:12]})"
 
 
@@ -201,17 +256,194 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
             os.remove(temporary)
 
 
-def train_or_load(learner: Any, key_settings: Mapping[str, Any], train_fn: Callable[[], Any]) -> tuple[Any, CacheInfo]:
-    """Load the learner's trained weights from the cache, or train it and fill the cache.
+def settings_sha256(settings: Mapping[str, Any]) -> str:
+    """The sha256 (hex) of the settings alone (canonical JSON): the file name of published weights.
+
+    Unlike :func:`cache_key` it leaves out the package's code, so a file
+    published for a release is found by any checkout of it.
+
+    Example:
+        >>> settings_sha256({"b": 1, "a": 2}) == settings_sha256({"a": 2, "b": 1})
+        True
+    """
+    return hashlib.sha256(_canonical(dict(settings)).encode()).hexdigest()
+
+
+class PublishedWeightsError(ValueError):
+    """A published weights file that cannot be used: unreadable, corrupt, or trained with other settings."""
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_weights(learner: Any, key_settings: Mapping[str, Any], record: Mapping[str, Any] | None,
+                   destination: str | os.PathLike) -> tuple[Path, str]:
+    """Write a learner's weights as a publishable file for :func:`train_or_load`'s ``published=``.
+
+    The file is a safetensors file whose header carries the settings, the
+    record, the package version and code hash. A folder as ``destination``
+    gets ``<settings sha256>.safetensors`` (the name ``$METALEARN_NLP_WEIGHTS``
+    looks for) and a ``.sha256`` file beside it.
+
+    Arguments:
+        learner: the trained ``torch.nn.Module``.
+        key_settings: the settings it was trained with (as passed to :func:`train_or_load`).
+        record: the training record (``CacheInfo.record``), or None.
+        destination: a ``.safetensors`` file name or an existing folder.
+
+    Returns:
+        ``(path, sha256)`` of the written file: publish both.
+
+    Example:
+        >>> path, digest = export_weights(learner, settings, info.record, "published/")  # doctest: +SKIP
+    """
+    from safetensors.torch import save_model
+
+    from . import __version__
+
+    destination = Path(destination)
+    path = destination / f"{settings_sha256(key_settings)}.safetensors" if destination.is_dir() else destination
+    metadata = {"metalearn_nlp.settings": _canonical(dict(key_settings)), "metalearn_nlp.record": _canonical(
+        _as_record(record)), "metalearn_nlp.version": __version__, "metalearn_nlp.code": code_sha256()}
+    _write_atomic(path, lambda p: save_model(learner, str(p), metadata=metadata))
+    digest = _file_sha256(path)
+    if destination.is_dir():
+        (path.parent / (path.name + ".sha256")).write_text(f"{digest}  {path.name}\n", encoding="ascii")
+    return path, digest
+
+
+def _is_url(text: str) -> bool:
+    return text.split("://", 1)[0].lower() in ("http", "https", "file") and "://" in text
+
+
+class _NotPublished(LookupError):
+    """A weights URL answered 404: nothing is published for these settings."""
+
+
+def _fetch(location: str, folder: Path) -> Path:
+    """A local path for ``location`` (a path, or a URL downloaded into ``folder``)."""
+    if not _is_url(location):
+        path = Path(location).expanduser()
+        if not path.is_file():
+            raise PublishedWeightsError(f"published weights {location!r}: no such file; pass the path of a file "
+                                        "written by export_weights, or unset $METALEARN_NLP_WEIGHTS")
+        return path
+    import urllib.error
+    import urllib.request
+
+    target = folder / "published.download"
+    try:
+        with urllib.request.urlopen(location, timeout=60) as response, open(target, "wb") as out:  # noqa: S310
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            raise _NotPublished(location) from None
+        raise PublishedWeightsError(f"published weights {location!r}: download failed ({error}); check the URL "
+                                    "and the network, or leave it out to train here") from None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise PublishedWeightsError(f"published weights {location!r}: download failed ({error}); check the URL "
+                                    "and the network, or leave it out to train here") from None
+    return target
+
+
+def _expected_sha256(location: str, given: str | None) -> str | None:
+    """The sha256 to check: the argument, else a ``<location>.sha256`` file beside it, if there is one."""
+    if given:
+        if len(given) != 64 or any(c not in "0123456789abcdef" for c in given.lower()):
+            raise ValueError(f"sha256={given!r}: expected 64 hexadecimal digits (as export_weights returns)")
+        return given.lower()
+    side = location + ".sha256"
+    try:
+        if _is_url(side):
+            import urllib.request
+
+            with urllib.request.urlopen(side, timeout=60) as response:  # noqa: S310
+                text = response.read(4096).decode("ascii", "replace")
+        else:
+            text = Path(side).expanduser().read_text(encoding="ascii")
+    except Exception:  # noqa: BLE001 - no sidecar: nothing to check against
+        return None
+    return text.split()[0].lower() if text.split() else None
+
+
+def _published_location(settings: Mapping[str, Any], published: str | os.PathLike | None) -> str | None:
+    if published is not None:
+        return str(published)
+    base = os.environ.get(WEIGHTS_VARIABLE, "").strip()
+    if not base:
+        return None
+    name = f"{settings_sha256(settings)}.safetensors"
+    if _is_url(base):
+        return base.rstrip("/") + "/" + name
+    candidate = Path(base).expanduser() / name
+    return str(candidate) if candidate.is_file() else None          # a folder without this entry: train
+
+
+def _load_published(learner: Any, settings: Mapping[str, Any], location: str, sha256: str | None,
+                    folder: Path) -> dict[str, Any]:
+    """Verify a published file and load it into ``learner``; returns its record."""
+    import warnings
+
+    from safetensors import safe_open
+    from safetensors.torch import load_model
+
+    with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
+        path = _fetch(location, Path(scratch))
+        expected = _expected_sha256(location, sha256)
+        if _is_url(location) and expected is None:
+            raise PublishedWeightsError(f"published weights {location!r}: a downloaded file needs its sha256; pass "
+                                        "sha256= or publish a .sha256 file beside it")
+        actual = _file_sha256(path)
+        if expected is not None and actual != expected:
+            raise PublishedWeightsError(f"published weights {location!r}: sha256 {actual} does not match the expected "
+                                        f"{expected}; the file is corrupt or not the one published")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+        except Exception as error:  # noqa: BLE001 - safetensors raises several types
+            raise PublishedWeightsError(f"published weights {location!r}: not a safetensors file ({error})") from None
+        if "metalearn_nlp.settings" not in metadata:
+            raise PublishedWeightsError(f"published weights {location!r}: no settings in the file's header; publish "
+                                        "it with metalearn_nlp.notebook.export_weights")
+        theirs, ours = json.loads(metadata["metalearn_nlp.settings"]), json.loads(_canonical(dict(settings)))
+        if theirs != ours:
+            differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+            raise PublishedWeightsError(f"published weights {location!r} were trained with other settings "
+                                        f"(they differ in: {', '.join(differ)}); use the file published for this "
+                                        "chapter and package version, or leave it out to train here")
+        if metadata.get("metalearn_nlp.code") != code_sha256():
+            warnings.warn(f"published weights {location!r} were trained by other package code (version "
+                          f"{metadata.get('metalearn_nlp.version', '?')}); their settings match, so they are used",
+                          stacklevel=3)
+        device = str(next(learner.parameters()).device)
+        try:
+            load_model(learner, str(path), strict=True, device=device)
+        except RuntimeError as error:
+            raise PublishedWeightsError(f"published weights {location!r} do not fit this learner: {error}") from None
+        return json.loads(metadata.get("metalearn_nlp.record", "{}"))
+
+
+def train_or_load(learner: Any, key_settings: Mapping[str, Any], train_fn: Callable[[], Any], *,
+                  published: str | os.PathLike | None = None, sha256: str | None = None) -> tuple[Any, CacheInfo]:
+    """Load the learner's trained weights from the cache or from published weights, or train it and fill the cache.
 
     The entry is ``cache_dir() / cache_key(key_settings)``. If it holds
     ``weights.safetensors`` and ``record.json``, the weights are loaded into
     ``learner`` (strictly: every tensor must match) and ``train_fn`` does not
-    run. Otherwise ``train_fn()`` runs (it trains ``learner`` in place and
-    returns its record: a dict, an object with ``to_dict()`` such as
-    ``TrainResult``, or None), and the weights, the record and the settings
-    are written, each file atomically, weights last-but-one and the record
-    last, so an interrupted run leaves no entry that looks complete.
+    run. Otherwise, if published weights are given (``published=``, or a file
+    ``<settings_sha256>.safetensors`` under ``$METALEARN_NLP_WEIGHTS``), they are
+    verified and loaded, and copied into the cache. Otherwise ``train_fn()``
+    runs (it trains ``learner`` in place and returns its record: a dict, an
+    object with ``to_dict()`` such as ``TrainResult``, or None), and the
+    weights, the record and the settings are written, each file atomically,
+    weights last-but-one and the record last, so an interrupted run leaves no
+    entry that looks complete.
 
     Put **everything that determines the result** in ``key_settings``: the
     learner's ``config()``, the encoder, the sampler's ``settings`` (with its
@@ -221,7 +453,15 @@ def train_or_load(learner: Any, key_settings: Mapping[str, Any], train_fn: Calla
     Arguments:
         learner: a ``torch.nn.Module`` (a ``Learner``), trained in place by ``train_fn``.
         key_settings: JSON-serialisable settings that identify the training.
-        train_fn: runs the training; called only on a cache miss.
+        train_fn: runs the training; called only when neither the cache nor published weights have it.
+        published: a path or URL (``https://``, ``file://``) of a file written by :func:`export_weights`
+            (default: ``$METALEARN_NLP_WEIGHTS``, if set).
+        sha256: the published file's sha256 (hex); required for a URL unless a ``<URL>.sha256`` file exists.
+
+    Raises:
+        PublishedWeightsError: the published file is missing, fails to download, has another sha256, was
+            trained with other settings, or does not fit the learner (the message says which).
+        RuntimeError: cached weights do not fit the learner.
 
     Returns:
         ``(learner, info)``: the same learner, now trained, and a :class:`CacheInfo`.
@@ -240,11 +480,22 @@ def train_or_load(learner: Any, key_settings: Mapping[str, Any], train_fn: Calla
         load_model(learner, str(weights), strict=True, device=str(next(learner.parameters()).device))
         record = json.loads(record_file.read_text(encoding="utf-8"))
         return learner, CacheInfo(True, key, folder, record)
-    record = _as_record(train_fn())
+    location = _published_location(key_settings, published)
+    record, source = None, "trained"
+    if location is not None:
+        try:
+            record, source = _as_record(_load_published(learner, key_settings, location, sha256, folder)), "published"
+        except _NotPublished:
+            if published is not None:  # asked for by name: it must exist
+                raise PublishedWeightsError(f"published weights {location!r}: not found (HTTP 404); check the URL, "
+                                            "or leave it out to train here") from None
+            # $METALEARN_NLP_WEIGHTS is a base URL without an entry for these settings: train, as for a folder
+    if record is None:
+        record = _as_record(train_fn())
     text = _canonical(record)  # fails before anything is written if the record is not JSON
     folder.mkdir(parents=True, exist_ok=True)
     _write_atomic(folder / "settings.json",
                   lambda p: p.write_text(json.dumps(dict(key_settings), indent=2, sort_keys=True) + "\n", "utf-8"))
     _write_atomic(weights, lambda p: save_model(learner, str(p)))
     _write_atomic(record_file, lambda p: p.write_text(text + "\n", encoding="utf-8"))
-    return learner, CacheInfo(False, key, folder, record)
+    return learner, CacheInfo(source == "published", key, folder, record, source)

@@ -110,11 +110,24 @@ def _constructor_options(cls: type) -> set[str]:
     return names
 
 
+def _at_default(learner: Learner, name: str) -> bool:
+    """Whether option ``name`` may go unrecorded: the learner keeps it as an attribute of that name, at
+    the constructor's default (``ProtoNet``'s ``shape_dim=0``), so rebuilding without it changes nothing."""
+    for klass in type(learner).__mro__:
+        parameter = inspect.signature(klass.__dict__["__init__"]).parameters.get(name) \
+            if "__init__" in klass.__dict__ else None
+        if parameter is not None and parameter.default is not inspect.Parameter.empty:
+            missing = object()
+            return getattr(learner, name, missing) == parameter.default
+    return False
+
+
 def _learner_options(learner: Learner) -> dict[str, Any]:
     """The options that rebuild ``learner``: ``_hyperparameters()`` and ``batch_size``, checked complete."""
     kind = type(learner).__name__
     options = {**learner._hyperparameters(), "batch_size": learner.batch_size}
-    missing = _constructor_options(type(learner)) - options.keys() - DATA_ARGUMENTS
+    missing = {name for name in _constructor_options(type(learner)) - options.keys() - DATA_ARGUMENTS
+               if not _at_default(learner, name)}
     if missing:
         raise LearnerFileError(f"cannot save {kind}: {kind}._hyperparameters() does not record its option(s) "
                                f"{', '.join(sorted(missing))}, so it could not be rebuilt; add them there")
@@ -249,6 +262,13 @@ def save_learner(learner: Learner, directory: str | os.PathLike[str], *, metadat
     if not isinstance(learner, Learner):
         raise TypeError(f"save_learner needs a Learner, got {type(learner).__name__}")
     directory = Path(directory).expanduser()
+    from .learners import SENTENCE_LEARNERS
+
+    if SENTENCE_LEARNERS.get(learner.name) is type(learner):
+        raise LearnerFileError(f"cannot save {type(learner).__name__} to {directory}: the sentence-level intent "
+                               "learners (chapter 6.1) are not saved by save_pretrained yet; their state is the "
+                               "encoder plus at most a small head, so rebuild them with get_learner and, for "
+                               "intent_protomaml, save learner.state_dict() with torch.save", directory)
     if LEARNERS.get(learner.name) is not type(learner):
         raise LearnerFileError(f"cannot save {type(learner).__name__} to {directory}: it is not the registered "
                                f"learner {learner.name!r}, so it could not be rebuilt by name; register it in "

@@ -24,6 +24,7 @@ OPTIONS = {
     "structshot": {"train_sentences": "corpus"},
     "zeroshot": {"train_sentences": "corpus"},
     "reinforce": {"samples": 2},
+    "transfer": {"source_types": ["person", "place", "org"], "steps": 2, "head_lr": 0.05},
     **{name: {"adapt_layers": 1, "inner_steps": 1, "adapt_steps": 1, "inner_lr": 0.1}
        for name in ("maml", "fomaml", "anil", "protomaml", "reptile", "metasgd", "learned_optimizer")},
 }

@@ -187,3 +187,21 @@ def test_summarize_known_numbers():
 
 def test_docstring_examples():
     assert doctest.testmod(evaluation, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_bootstrap_interval_brackets_the_pooled_f1_and_stays_in_range():
+    from metalearn_nlp.evaluation import bootstrap_interval
+
+    counts = [(4, 3, 2), (5, 6, 1), (2, 0, 0), (3, 3, 3), (6, 2, 1)]
+    gold, predicted, correct = (sum(c[i] for c in counts) for i in range(3))
+    pooled = 2 * correct / (gold + predicted)
+    low, high = bootstrap_interval(counts, seed=1)
+    assert 0 <= low < pooled < high <= 1
+    assert (low, high) == bootstrap_interval(counts, seed=1)          # seeded: reproducible
+    narrow = bootstrap_interval(counts * 20, seed=1)                  # more episodes, narrower interval
+    assert narrow[1] - narrow[0] < high - low
+    assert bootstrap_interval([(0, 0, 0), (1, 1, 1)], seed=0)[1] == 1.0   # an empty episode is an F1 of 0, not NaN
+    with pytest.raises(ValueError, match="triple"):
+        bootstrap_interval([(1, 2)])
+    with pytest.raises(ValueError, match="at least one"):
+        bootstrap_interval([])

@@ -177,3 +177,155 @@ def test_cache_key_changes_with_the_package_code(tmp_path, monkeypatch):
     before = notebook.cache_key({"a": 1})
     monkeypatch.setattr(notebook, "code_sha256", lambda root=None: "0" * 64)
     assert notebook.cache_key({"a": 1}) != before  # weights trained by other code are not reused
+
+
+# -- published weights -------------------------------------------------------------------------
+def _trained_tiny():
+    model = Tiny()
+    with torch.no_grad():
+        model.layer.weight.fill_(0.5)
+        model.seen.fill_(3)
+    return model
+
+
+def _never():
+    raise AssertionError("train_fn must not run when published weights are given")
+
+
+def test_published_weights_load_from_a_file_and_fill_the_cache(tmp_path, monkeypatch):
+    settings = {"learner": "tiny", "lr": 0.1}
+    monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "first"))
+    trained = _trained_tiny()
+    path, digest = notebook.export_weights(trained, settings, {"steps": 3}, tmp_path / "tiny.safetensors")
+    assert path == tmp_path / "tiny.safetensors" and len(digest) == 64
+    monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "fresh"))
+    model, info = train_or_load(Tiny(), settings, _never, published=path, sha256=digest)
+    assert info.loaded and info.source == "published" and info.record == {"steps": 3}
+    assert torch.equal(model.layer.weight, trained.layer.weight) and model.seen.item() == 3
+    assert "published weights" in str(info)
+    again, info2 = train_or_load(Tiny(), settings, _never)                 # now from the local cache
+    assert info2.source == "cache" and torch.equal(again.layer.weight, trained.layer.weight)
+
+
+def test_published_weights_from_a_url_and_from_the_variable(tmp_path, monkeypatch):
+    settings = {"learner": "tiny", "lr": 0.2}
+    monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "first"))
+    folder = tmp_path / "published"
+    folder.mkdir()
+    path, digest = notebook.export_weights(_trained_tiny(), settings, None, folder)
+    assert path.name == f"{notebook.settings_sha256(settings)}.safetensors"
+    assert (folder / (path.name + ".sha256")).read_text().split()[0] == digest
+
+    monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "a"))
+    model, info = train_or_load(Tiny(), settings, _never, published=path.as_uri())   # file:// URL, .sha256 beside
+    assert info.source == "published" and model.seen.item() == 3
+
+    monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "b"))
+    monkeypatch.setenv("METALEARN_NLP_WEIGHTS", folder.as_uri())
+    _, info = train_or_load(Tiny(), settings, _never)
+    assert info.source == "published"
+
+    monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("METALEARN_NLP_WEIGHTS", str(folder))
+    _, info = train_or_load(Tiny(), settings, _never)
+    assert info.source == "published"
+    calls = []                                               # a folder without this entry: train as usual
+    model = Tiny()
+    _, info = train_or_load(model, {"other": 1}, _trainer(model, calls))
+    assert calls == [1] and info.source == "trained"
+
+
+def test_a_weights_url_without_an_entry_trains_and_a_named_one_must_exist(tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "published"
+    folder.mkdir()
+    settings = {"learner": "tiny", "lr": 0.3}
+    notebook.export_weights(_trained_tiny(), settings, None, folder)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "a"))
+        monkeypatch.setenv("METALEARN_NLP_WEIGHTS", base)
+        model, info = train_or_load(Tiny(), settings, _never)                 # published: downloaded
+        assert info.source == "published" and model.seen.item() == 3
+        calls, model = [], Tiny()
+        _, info = train_or_load(model, {"other": 2}, _trainer(model, calls))  # 404 for these settings: train
+        assert calls == [1] and info.source == "trained"
+        monkeypatch.delenv("METALEARN_NLP_WEIGHTS")
+        with pytest.raises(notebook.PublishedWeightsError, match="not found"):
+            train_or_load(Tiny(), {"other": 3}, _never, published=f"{base}/missing.safetensors")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_published_weights_are_verified(tmp_path, monkeypatch):
+    settings = {"learner": "tiny", "lr": 0.3}
+    monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "cache"))
+    path, digest = notebook.export_weights(_trained_tiny(), settings, {"steps": 3}, tmp_path / "w.safetensors")
+    error = notebook.PublishedWeightsError
+    with pytest.raises(error, match="sha256 .* does not match"):
+        train_or_load(Tiny(), settings, _never, published=path, sha256="0" * 64)
+    with pytest.raises(ValueError, match="64 hexadecimal"):
+        train_or_load(Tiny(), settings, _never, published=path, sha256="abc")
+    with pytest.raises(error, match="other settings .*differ in: lr"):
+        train_or_load(Tiny(), {"learner": "tiny", "lr": 0.4}, _never, published=path, sha256=digest)
+    with pytest.raises(error, match="no such file"):
+        train_or_load(Tiny(), settings, _never, published=tmp_path / "missing.safetensors")
+    with pytest.raises(error, match="needs its sha256"):                     # a URL with nothing to check against
+        train_or_load(Tiny(), settings, _never, published=path.as_uri())
+    with pytest.raises(error, match="download failed"):
+        train_or_load(Tiny(), settings, _never, published=(tmp_path / "nope.safetensors").as_uri(), sha256=digest)
+    with pytest.raises(error, match="do not fit"):
+        train_or_load(nn.Linear(3, 2), settings, _never, published=path, sha256=digest)
+    bare = tmp_path / "bare.safetensors"
+    from safetensors.torch import save_model
+    save_model(_trained_tiny(), str(bare))
+    with pytest.raises(error, match="no settings"):
+        train_or_load(Tiny(), settings, _never, published=bare)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"not a safetensors file")
+    with pytest.raises(error, match="not a safetensors file"):
+        train_or_load(Tiny(), settings, _never, published=corrupt)
+    assert not any((tmp_path / "cache").iterdir())                          # nothing was cached
+
+
+def test_published_weights_from_other_code_warn(tmp_path, monkeypatch):
+    settings = {"x": 1}
+    monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "cache"))
+    path, _ = notebook.export_weights(_trained_tiny(), settings, None, tmp_path / "w.safetensors")
+    monkeypatch.setattr(notebook, "code_sha256", lambda root=None: "1" * 64)
+    with pytest.warns(UserWarning, match="other package code"):
+        _, info = train_or_load(Tiny(), settings, _never, published=path)
+    assert info.source == "published"
+
+
+def test_exercise_and_notebook_modules_do_not_change_the_code_hash(tmp_path):
+    import shutil
+
+    import metalearn_nlp
+
+    copy = tmp_path / "pkg"
+    shutil.copytree(Path(metalearn_nlp.__file__).resolve().parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = notebook.code_sha256(copy)
+    (copy / "exercises" / "part1.py").write_text("# edited\n")
+    (copy / "notebook.py").write_text("# edited\n")
+    assert notebook.code_sha256(copy) == before
+    (copy / "learners" / "__init__.py").write_text((copy / "learners" / "__init__.py").read_text() + "\n# edited\n")
+    assert notebook.code_sha256(copy) != before
+
+
+def test_book_style_sets_the_palette_and_size():
+    import matplotlib
+
+    notebook.book_style()
+    assert tuple(matplotlib.rcParams["figure.figsize"]) == notebook.FIGSIZE
+    cycle = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
+    assert [matplotlib.colors.to_hex(c) for c in cycle[:4]] == list(notebook.PALETTE[:4])
+    assert matplotlib.rcParams["axes.grid"] is True

@@ -44,15 +44,41 @@ def _declared() -> set[str]:
     return {name.lower().replace("_", "-") for name in names}
 
 
+def _optional() -> dict[str, set[str]]:
+    """``{extra: declared names}`` of ``[project.optional-dependencies]``."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    return {extra: {re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0].lower().replace("_", "-") for spec in specs}
+            for extra, specs in extras.items()}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Top-level modules imported when ``path`` is imported (not inside a function)."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
 def test_every_third_party_import_of_the_package_is_a_declared_dependency():
-    declared = _declared()
+    """A required dependency, or an extra's (``peft``) imported only inside the function that needs it."""
+    declared, optional = _declared(), set().union(*_optional().values())
     distributions = importlib.metadata.packages_distributions()
-    missing = {}
+    missing, eager = {}, {}
     for module, files in _third_party_imports().items():
         names = {name.lower().replace("_", "-") for name in distributions.get(module, [module])}
-        if not names & declared:
+        if names & declared:
+            continue
+        if not names & optional:
             missing[module] = sorted(set(files))
-    assert not missing, f"imported but not in pyproject.toml [project] dependencies: {missing}"
+        elif any(module in _top_level_imports(ROOT / f) for f in files):
+            eager[module] = sorted(f for f in set(files) if module in _top_level_imports(ROOT / f))
+    assert not missing, f"imported but not in pyproject.toml [project] dependencies or an extra: {missing}"
+    assert not eager, f"an optional dependency imported at module level (import it where it is used): {eager}"
 
 
 ENTRY_POINTS = {

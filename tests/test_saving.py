@@ -33,6 +33,8 @@ OPTIONS = {
     **{name: {"adapt_layers": 1, "adapt_steps": 2, "inner_lr": 0.03}
        for name in ("maml", "fomaml", "anil", "protomaml", "reptile", "metasgd")},
     "learned_optimizer": {"adapt_layers": 1, "adapt_steps": 2, "hidden": 5},
+    "transfer": {"source_types": ["person", "place", "org"], "steps": 3, "head_lr": 0.05},
+    "decomposed": {"typing_weight": 0.5, "detect_steps": 3, "shape_dim": 4},
 }
 
 
@@ -83,8 +85,30 @@ def test_every_learner_round_trips_exactly(name, tiny_encoder, toy_corpus, toy_e
     assert expected.predict(toy_episode.query) == got.predict(toy_episode.query)
     config = read_learner_config(folder)
     assert config["learner"]["name"] == name and config["metadata"] == {"scheme": "io", "types": ["person"]}
-    # every constructor option is recorded, training data excepted
-    assert _constructor_options(type(learner)) - DATA_ARGUMENTS <= set(config["learner"]["options"])
+    # every constructor option is recorded, training data and options left at their default excepted
+    at_default = {"shape_dim"} if name in ("protonet", "nnshot", "structshot", "reinforce") else set()
+    assert _constructor_options(type(learner)) - DATA_ARGUMENTS - at_default <= set(config["learner"]["options"])
+
+
+def test_an_option_at_its_default_may_go_unrecorded_but_not_otherwise(tiny_encoder, tmp_path):
+    from metalearn_nlp.learners import ProtoNet
+    from metalearn_nlp.saving import _learner_options
+
+    plain = ProtoNet(tiny_encoder)
+    assert "shape_dim" not in plain.config()  # configs of ProtoNets without shapes are unchanged
+    assert load_learner(plain.save_pretrained(tmp_path / "plain")).shape_dim == 0
+    shaped = ProtoNet(tiny_encoder, shape_dim=4)
+    loaded = load_learner(shaped.save_pretrained(tmp_path / "shaped"))
+    assert loaded.shape_dim == 4 and loaded.config() == shaped.config()
+
+    class Forgetful(ProtoNet):  # does not record its own option
+        def __init__(self, encoder, *, margin: float = 0.0, **options):
+            super().__init__(encoder, **options)
+            self.margin = margin
+
+    assert "margin" not in _learner_options(Forgetful(tiny_encoder))  # at its default: nothing is lost
+    with pytest.raises(LearnerFileError, match=r"does not record its option\(s\) margin"):
+        _learner_options(Forgetful(tiny_encoder, margin=0.5))
 
 
 def test_the_folder_layout_and_its_checksums(saved):

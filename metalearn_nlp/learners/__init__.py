@@ -20,6 +20,12 @@ reptile        Reptile (step toward the adapted weights)       yes
 metasgd        MAML with learned per-weight inner rates        yes
 learned_opt.   a learned coordinate-wise update rule           yes
 reinforce      ProtoNet + REINFORCE on entity-F1               yes
+transfer       source-supervised tagger, fine-tuned per task   yes (supervised)
+decomposed     mention detector + span prototypes              yes
+fgm            any learner + FGM adversarial embeddings        yes
+intent_cent.   nearest centroid of pooled sentence vectors     no   (SENTENCE_LEARNERS)
+intent_proto.  ProtoNet on pooled sentence vectors (intents)   yes  (SENTENCE_LEARNERS)
+intent_pmaml   ProtoMAML on pooled sentence vectors            yes  (SENTENCE_LEARNERS)
 =============  ==============================================  ===============
 
 Modules: ``base`` (the protocol), ``metric`` (distances, prototypes and
@@ -48,6 +54,7 @@ from .base import (
     WordScorePredictor,
     support_only,
 )
+from .adversarial import FGM, fgm_loss
 from .finetune import FineTune, train_linear_head
 from .learned_optimizer import CoordinateRule, LearnedOptimizer
 from .maml import ANIL, FOMAML, MAML, AdaptedPredictor, GradientLearner, ProtoMAML
@@ -65,9 +72,12 @@ from .metric import (
     sibling_backoff,
     squared_distances,
 )
+from .decomposed import Decomposed, DecomposedPredictor, decomposition_scores
 from .protonet import NNShot, ProtoNet, StructShot, ViterbiPredictor
 from .reinforce import Reinforce
 from .reptile import Reptile
+from .transfer import Transfer
+from .sentence import OOS_LABEL, SentenceCentroid, SentencePredictor, SentenceProtoMAML, SentenceProtoNet
 from .viterbi import AbstractTransitions, estimate_transitions, transition_scores, viterbi_decode
 from .zeroshot import ZeroShot
 
@@ -86,6 +96,18 @@ LEARNERS: dict[str, type[Learner]] = {
     "metasgd": MetaSGD,
     "learned_optimizer": LearnedOptimizer,
     "reinforce": Reinforce,
+    "fgm": FGM,
+    "transfer": Transfer,
+    "decomposed": Decomposed,
+}
+
+#: Registry name -> sentence-level learner class (labelled texts, ``scheme="class"``;
+#: chapter 6.1). Kept apart from ``LEARNERS``, whose learners all tag words;
+#: ``get_learner`` builds both.
+SENTENCE_LEARNERS: dict[str, type[Learner]] = {
+    "intent_centroid": SentenceCentroid,
+    "intent_protonet": SentenceProtoNet,
+    "intent_protomaml": SentenceProtoMAML,
 }
 
 
@@ -134,18 +156,22 @@ def get_learner(name: str, encoder: Encoder | str | None = None, **options: Any)
         >>> learner = get_learner("protonet")  # doctest: +SKIP
     """
     key = name.lower()
-    if key not in LEARNERS:
-        raise UnknownLearnerError(name, sorted(LEARNERS))
+    registry = {**LEARNERS, **SENTENCE_LEARNERS}
+    if key not in registry:
+        raise UnknownLearnerError(name, sorted(registry))
     if not isinstance(encoder, Encoder):
         encoder = load_encoder(encoder)
-    return LEARNERS[key](encoder, **options)
+    return registry[key](encoder, **options)
 
 
 __all__ = [
     "ANIL",
+    "FGM",
+    "fgm_loss",
     "DESCRIPTIONS",
     "FOMAML",
     "LEARNERS",
+    "SENTENCE_LEARNERS",
     "MAML",
     "AdaptedPredictor",
     "CoordinateRule",
@@ -155,6 +181,11 @@ __all__ = [
     "ProtoMAML",
     "Reinforce",
     "Reptile",
+    "OOS_LABEL",
+    "SentenceCentroid",
+    "SentencePredictor",
+    "SentenceProtoMAML",
+    "SentenceProtoNet",
     "AbstractTransitions",
     "EpisodeMismatchError",
     "FineTune",
@@ -168,6 +199,10 @@ __all__ = [
     "ViterbiPredictor",
     "WordScorePredictor",
     "ZeroShot",
+    "Decomposed",
+    "DecomposedPredictor",
+    "Transfer",
+    "decomposition_scores",
     "class_prototypes",
     "describe",
     "embed_descriptions",

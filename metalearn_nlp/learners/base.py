@@ -120,6 +120,9 @@ class WordScorePredictor(Predictor):
         score: maps ``(n, H)`` float32 word vectors to ``(n, C)`` scores.
         label_names, scheme, types: from the episode.
         batch_size: sentences per forward pass.
+        features: optional module with ``augment(words, sentences)`` that adds
+            columns to the word vectors (e.g. ``ShapeEmbedding``); the learner's
+            ``shapes``.
     """
 
     def __init__(
@@ -131,11 +134,13 @@ class WordScorePredictor(Predictor):
         types: Sequence[str],
         *,
         batch_size: int = 32,
+        features: nn.Module | None = None,
     ) -> None:
         super().__init__(label_names, scheme, types)
         self.encoder = encoder
         self.score = score
         self.batch_size = batch_size
+        self.features = features
 
     @torch.no_grad()
     def logits(self, sentences: Sequence[Text]) -> list[torch.Tensor]:
@@ -143,7 +148,10 @@ class WordScorePredictor(Predictor):
         out: list[torch.Tensor] = []
         with eval_mode(self.encoder):
             for start in range(0, len(items), self.batch_size):
-                words = self.encoder.encode(items[start : start + self.batch_size])
+                chunk = items[start : start + self.batch_size]
+                words = self.encoder.encode(chunk)
+                if self.features is not None:  # e.g. word-shape vectors (metalearn_nlp.features)
+                    words = self.features.augment(words, chunk)
                 scores = self.score(words.vectors.float())
                 out.extend(t.cpu() for t in words.per_sentence(scores, no_entity_row(scores.shape[1], scores.device)))
         return out
@@ -187,6 +195,9 @@ class Learner(nn.Module, ABC):
             raise TypeError(f"{type(self).__name__} needs an Encoder (see load_encoder), got {type(encoder).__name__}")
         self.encoder = encoder
         self.batch_size = batch_size
+        # optional word-shape features (metalearn_nlp.features.ShapeEmbedding), set by _use_shapes;
+        # None (the default) leaves word vectors as the encoder gives them
+        self.shapes: nn.Module | None = None
 
     # -- configuration, for reports ---------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -264,7 +275,18 @@ class Learner(nn.Module, ABC):
     def _predictor(self, score: Callable[[torch.Tensor], torch.Tensor], episode: Episode,
                    encoder: Encoder | None = None) -> WordScorePredictor:
         return WordScorePredictor(encoder or self.encoder, score, episode.label_names, episode.scheme,
-                                  episode.types, batch_size=self.batch_size)
+                                  episode.types, batch_size=self.batch_size, features=self.shapes)
+
+    def _use_shapes(self, shape_dim: int) -> None:
+        """Opt in to a learned word-shape embedding of width ``shape_dim`` (0: none), concatenated
+        to every word vector this learner computes (``_embed_episode`` and its predictors)."""
+        if not isinstance(shape_dim, int) or shape_dim < 0:
+            raise ValueError(f"shape_dim must be an integer >= 0 (0: no shape features), got {shape_dim!r}")
+        self.shape_dim = shape_dim
+        if shape_dim:
+            from ..features import ShapeEmbedding
+
+            self.shapes = ShapeEmbedding(shape_dim).to(self.encoder.device)
 
     def _embed_episode(self, episode: Episode, *, with_query: bool = True):
         """Word vectors of support (and query) in one forward pass, as float32.
@@ -274,6 +296,8 @@ class Learner(nn.Module, ABC):
         """
         sentences: list[TaggedSentence] = list(episode.support) + (list(episode.query) if with_query else [])
         words = self.encoder.encode(sentences, episode)
+        if self.shapes is not None:
+            words = self.shapes.augment(words, sentences)
         words = dataclasses.replace(words, vectors=words.vectors.float())
         in_support = words.sentence < len(episode.support)
         support = words.select(in_support)

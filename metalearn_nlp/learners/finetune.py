@@ -161,11 +161,13 @@ class FineTune(Learner):
         predictor.losses = losses  # type: ignore[attr-defined]
         return predictor
 
-    def _finetune_copy(self, support: Episode) -> tuple[Encoder, nn.Linear, list[float]]:
+    def _finetune_copy(self, support: Episode, head: nn.Linear | None = None) -> tuple[Encoder, nn.Linear, list[float]]:
+        """Fine-tune a copy of the encoder (top ``train_layers``) and ``head`` (default: zeros) on the support set."""
         encoder = self.encoder.clone()
         n_layers = len(encoder.layers)
         encoder.freeze("none" if self.train_layers == "all" else n_layers - int(self.train_layers))
-        head = zero_linear(encoder.hidden_size, len(support.label_names), encoder.device)
+        if head is None:
+            head = zero_linear(encoder.hidden_size, len(support.label_names), encoder.device)
         encoder_params = [p for p in encoder.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
             [{"params": encoder_params, "lr": self.lr}, {"params": head.parameters(), "lr": self.head_lr}],

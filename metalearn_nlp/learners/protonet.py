@@ -86,6 +86,9 @@ class ProtoNet(Learner):
         descriptions: ``{type: text}`` overriding the default descriptions
             (only used with ``name_weight > 0``).
         batch_size (int, default 32): sentences per forward pass when predicting.
+        shape_dim (int, default 0): when positive, a learned word-shape
+            embedding of this width is concatenated to every word vector
+            (:mod:`metalearn_nlp.features`; chapter 5.5). 0: none.
 
     Example:
         >>> learner = ProtoNet(load_encoder())  # doctest: +SKIP
@@ -108,16 +111,23 @@ class ProtoNet(Learner):
         name_weight: float = 0.0,
         descriptions: Mapping[str, str] | None = None,
         batch_size: int = 32,
+        shape_dim: int = 0,
     ) -> None:
         super().__init__(encoder, batch_size=batch_size)
         if name_weight < 0:
             raise ValueError(f"name_weight must be >= 0, got {name_weight}")
+        if name_weight > 0 and shape_dim:
+            raise ValueError("name_weight > 0 and shape_dim > 0 cannot be combined: type-name vectors have no "
+                             "word shape; use one of them")
         self.dropout = dropout
         self.name_weight = name_weight
         self.descriptions = dict(descriptions or {})
+        self._use_shapes(shape_dim)
 
     def _hyperparameters(self) -> dict[str, Any]:
-        return {"dropout": self.dropout, "name_weight": self.name_weight, "descriptions": dict(self.descriptions)}
+        shape = {"shape_dim": self.shape_dim} if self.shape_dim else {}  # absent by default: old configs unchanged
+        return {"dropout": self.dropout, "name_weight": self.name_weight, "descriptions": dict(self.descriptions),
+                **shape}
 
     def prototypes(self, support: WordVectors, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prototypes (C, H), present (C,))`` from support word vectors."""
@@ -171,6 +181,8 @@ class NNShot(Learner):
             which bounds squared distances to ``[0, 4]``.
         dropout (float, default 0.0): dropout on word vectors while meta-training.
         batch_size (int, default 32): sentences per forward pass when predicting.
+        shape_dim (int, default 0): width of a learned word-shape embedding
+            concatenated to word vectors (:mod:`metalearn_nlp.features`); 0: none.
 
     Example:
         >>> predictor = NNShot(load_encoder()).adapt(episode)  # doctest: +SKIP
@@ -187,14 +199,17 @@ class NNShot(Learner):
     name = "nnshot"
 
     def __init__(
-        self, encoder: Encoder, *, normalize: bool = False, dropout: float = 0.0, batch_size: int = 32
+        self, encoder: Encoder, *, normalize: bool = False, dropout: float = 0.0, batch_size: int = 32,
+        shape_dim: int = 0,
     ) -> None:
         super().__init__(encoder, batch_size=batch_size)
         self.normalize = normalize
         self.dropout = dropout
+        self._use_shapes(shape_dim)
 
     def _hyperparameters(self) -> dict[str, Any]:
-        return {"normalize": self.normalize, "dropout": self.dropout}
+        shape = {"shape_dim": self.shape_dim} if self.shape_dim else {}  # absent by default: old configs unchanged
+        return {"normalize": self.normalize, "dropout": self.dropout, **shape}
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(x, dim=-1) if self.normalize else x

@@ -24,6 +24,10 @@ OPTIONS = {
     "finetune": {"steps": 3, "head_lr": 0.05},
     "structshot": {"train_sentences": "corpus"},
     "zeroshot": {"train_sentences": "corpus"},
+    # transfer needs the source corpus's types; the decomposed learner's detector is untrained, so it
+    # adapts a copy on the support words (the lookup world's names are far from its O words)
+    "transfer": {"source_types": ["x"], "steps": 20, "head_lr": 0.05},
+    "decomposed": {"detect_steps": 100, "detect_lr": 0.1},
     # the lookup world's encoder has no transformer layers: the gradient learners adapt the head only
     **{name: {"adapt_layers": 0, "adapt_steps": 10, "inner_lr": 0.1}
        for name in ("maml", "fomaml", "anil", "protomaml", "reptile", "metasgd", "learned_optimizer")},
@@ -41,13 +45,15 @@ def _snapshot(module):
 
 def test_registry_holds_every_learner():
     assert set(LEARNERS) == {"finetune", "protonet", "nnshot", "structshot", "zeroshot", "maml", "fomaml", "anil",
-                             "protomaml", "reptile", "metasgd", "learned_optimizer", "reinforce"}
+                             "protomaml", "reptile", "metasgd", "learned_optimizer", "reinforce",
+                             "transfer", "decomposed"} | ({"fgm"} if "fgm" in LEARNERS else set())
     assert all(issubclass(cls, Learner) and cls.name == key for key, cls in LEARNERS.items())
 
 
 def test_unknown_learner_lists_the_registry(tiny_encoder):
-    with pytest.raises(KeyError, match="registered learners: anil, finetune, fomaml, learned_optimizer, maml, metasgd, nnshot, protomaml, "
-                       "protonet, reinforce, reptile, structshot, zeroshot"):
+    with pytest.raises(KeyError, match="registered learners: anil, decomposed, fgm, finetune, fomaml, intent_centroid, intent_protomaml, "
+                       "intent_protonet, learned_optimizer, maml, "
+                       "metasgd, nnshot, protomaml, protonet, reinforce, reptile, structshot, transfer, zeroshot"):
         get_learner("maml-plus-plus", tiny_encoder)
 
 
@@ -70,7 +76,7 @@ def test_unknown_learner_error_is_a_value_error_that_suggests_the_closest_name(t
 def test_unknown_learner_without_a_close_name_suggests_nothing(tiny_encoder):
     from metalearn_nlp.learners import UnknownLearnerError
 
-    with pytest.raises(UnknownLearnerError, match=r"^unknown learner 'xyz'; registered learners: anil, finetune, ") as caught:
+    with pytest.raises(UnknownLearnerError, match=r"^unknown learner 'xyz'; registered learners: anil, decomposed, fgm, ") as caught:
         get_learner("xyz")
     assert caught.value.suggestion is None
 
