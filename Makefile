@@ -25,6 +25,10 @@ export XDG_CACHE_HOME := $(CURDIR)/.cache
 export TRITON_CACHE_DIR := $(CURDIR)/.cache/triton
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
+# The notebooks run the kernels' PyTorch reference on a CPU: a TRITON_INTERPRET=1 left in the caller's
+# shell would route them through Triton's interpreter (~100x slower; chapter 8.1 took 390 s instead of 35).
+# Only the unit tests set it, on their own command line.
+unexport TRITON_INTERPRET
 
 # The book's JavaScript libraries, served from _static so the HTML reads offline.
 VENDOR := _build/vendor/vendor_assets.json
