@@ -322,7 +322,7 @@ def _is_url(text: str) -> bool:
 
 
 class _NotPublished(LookupError):
-    """A weights URL answered 404: nothing is published for these settings."""
+    """A weights URL answered 404 (or a ``file://`` one does not exist): nothing is published for these settings."""
 
 
 def _fetch(location: str, folder: Path) -> Path:
@@ -347,6 +347,9 @@ def _fetch(location: str, folder: Path) -> Path:
         raise PublishedWeightsError(f"published weights {location!r}: download failed ({error}); check the URL "
                                     "and the network, or leave it out to train here") from None
     except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        if location.lower().startswith("file:") and isinstance(reason, FileNotFoundError):
+            raise _NotPublished(location) from None  # a file:// folder without this entry, like a 404
         raise PublishedWeightsError(f"published weights {location!r}: download failed ({error}); check the URL "
                                     "and the network, or leave it out to train here") from None
     return target
@@ -487,8 +490,8 @@ def train_or_load(learner: Any, key_settings: Mapping[str, Any], train_fn: Calla
             record, source = _as_record(_load_published(learner, key_settings, location, sha256, folder)), "published"
         except _NotPublished:
             if published is not None:  # asked for by name: it must exist
-                raise PublishedWeightsError(f"published weights {location!r}: not found (HTTP 404); check the URL, "
-                                            "or leave it out to train here") from None
+                raise PublishedWeightsError(f"published weights {location!r}: not found (no such file, or HTTP "
+                                            "404); check the URL, or leave it out to train here") from None
             # $METALEARN_NLP_WEIGHTS is a base URL without an entry for these settings: train, as for a folder
     if record is None:
         record = _as_record(train_fn())

@@ -154,8 +154,19 @@ def _edit_config(path: Path) -> None:
         text = re.sub(r"^execute:[ \t]*$", 'execute:\n  execute_notebooks: "off"', text, count=1, flags=re.M)
     else:
         text = text.rstrip("\n") + '\n\nexecute:\n  execute_notebooks: "off"\n'
-    header = "# The student edition, written by `metalearn-nlp student-edition`: solutions removed, stubs to fill.\n"
-    path.write_text(header + text, encoding="utf-8")
+    path.write_text(EDITION_HEADER + text, encoding="utf-8")
+
+
+#: The first line of an edition's ``_config.yml``: what ``--force`` looks for before replacing a folder.
+EDITION_HEADER = "# The student edition, written by `metalearn-nlp student-edition`: solutions removed, stubs to fill.\n"
+
+
+def _is_edition(folder: Path) -> bool:
+    config = folder / "_config.yml"
+    try:
+        return config.is_file() and config.read_text(encoding="utf-8").startswith(EDITION_HEADER)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def write_student_edition(book: str | Path, out: str | Path, *, force: bool = False) -> EditionReport:
@@ -185,10 +196,10 @@ def write_student_edition(book: str | Path, out: str | Path, *, force: bool = Fa
     if out.exists() and any(out.iterdir()):
         if not force:
             raise FileExistsError(f"{out} exists and is not empty; choose another folder or pass --force")
-        if not (out / "_toc.yml").is_file() or not (out / "book").is_dir() or (out / ".git").exists():
-            raise FileExistsError(f"{out} is not a student edition written before (no _toc.yml and book/, or a "
-                                  "git checkout): --force only replaces an earlier student edition; choose "
-                                  "another folder")
+        if not _is_edition(out) or (out / ".git").exists():
+            raise FileExistsError(f"{out} is not a student edition written before (its _config.yml does not start "
+                                  "with the edition's header line): --force only replaces an earlier student "
+                                  "edition; choose another folder")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in _ROOT_FILES:

@@ -233,6 +233,12 @@ def test_published_weights_from_a_url_and_from_the_variable(tmp_path, monkeypatc
     model = Tiny()
     _, info = train_or_load(model, {"other": 1}, _trainer(model, calls))
     assert calls == [1] and info.source == "trained"
+    monkeypatch.setenv("METALEARN_NLP_WEIGHTS", folder.as_uri())     # the same as a file:// base URL
+    calls, model = [], Tiny()
+    _, info = train_or_load(model, {"other": 4}, _trainer(model, calls))
+    assert calls == [1] and info.source == "trained"
+    with pytest.raises(notebook.PublishedWeightsError, match="not found"):  # named explicitly: it must exist
+        train_or_load(Tiny(), {"other": 5}, _never, published=(folder / "missing.safetensors").as_uri())
 
 
 def test_a_weights_url_without_an_entry_trains_and_a_named_one_must_exist(tmp_path, monkeypatch):
@@ -244,11 +250,16 @@ def test_a_weights_url_without_an_entry_trains_and_a_named_one_must_exist(tmp_pa
     folder.mkdir()
     settings = {"learner": "tiny", "lr": 0.3}
     notebook.export_weights(_trained_tiny(), settings, None, folder)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)                        # the local server, never a proxy
     try:
         monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "a"))
         monkeypatch.setenv("METALEARN_NLP_WEIGHTS", base)
@@ -280,7 +291,7 @@ def test_published_weights_are_verified(tmp_path, monkeypatch):
         train_or_load(Tiny(), settings, _never, published=tmp_path / "missing.safetensors")
     with pytest.raises(error, match="needs its sha256"):                     # a URL with nothing to check against
         train_or_load(Tiny(), settings, _never, published=path.as_uri())
-    with pytest.raises(error, match="download failed"):
+    with pytest.raises(error, match="not found"):
         train_or_load(Tiny(), settings, _never, published=(tmp_path / "nope.safetensors").as_uri(), sha256=digest)
     with pytest.raises(error, match="do not fit"):
         train_or_load(nn.Linear(3, 2), settings, _never, published=path, sha256=digest)

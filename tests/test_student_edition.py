@@ -91,6 +91,13 @@ def test_refuses_to_overwrite_or_to_write_into_the_book(tmp_path):
     with pytest.raises(FileExistsError, match="not a student edition written before"):
         write_student_edition(ROOT, tmp_path / "busy", force=True)
     assert (tmp_path / "busy" / "file").read_text() == "x" and (ROOT / "_toc.yml").is_file()
+    copy = tmp_path / "copy"                      # a copy of the book itself (say, from a zip): never replaced
+    (copy / "book").mkdir(parents=True)
+    for name in ("_toc.yml", "_config.yml"):
+        (copy / name).write_text((ROOT / name).read_text())
+    with pytest.raises(FileExistsError, match="not a student edition written before"):
+        write_student_edition(ROOT, copy, force=True)
+    assert (copy / "_toc.yml").is_file()
 
 
 # -- the edition -----------------------------------------------------------------------------------
@@ -187,3 +194,9 @@ def test_the_config_edit_keeps_everything_else(tmp_path, config):
     assert after["execute"].get("timeout") == before.get("execute", {}).get("timeout")
     assert {k: v for k, v in after.items() if k not in ("title", "execute")} == \
         {k: v for k, v in before.items() if k not in ("title", "execute")}
+
+
+def test_force_replaces_an_earlier_edition(edition):
+    (edition / "stale.txt").write_text("from an earlier run")
+    write_student_edition(ROOT, edition, force=True)
+    assert not (edition / "stale.txt").exists() and (edition / "_toc.yml").is_file()

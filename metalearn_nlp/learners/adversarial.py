@@ -64,7 +64,8 @@ def fgm_loss(learner: Any, episode: Episode, *, epsilon: float = 1.0) -> torch.T
         A scalar with a graph to the learner's trainable weights.
 
     Raises:
-        ValueError: ``epsilon`` is negative or not finite.
+        ValueError: ``epsilon`` is negative or not finite, or the loss does
+            not depend on the embedding layer's output (vectors from a cache).
         RuntimeError: the second pass ran the embedding layer a different
             number of times, or on other shapes, than the first.
 
