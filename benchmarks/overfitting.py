@@ -41,8 +41,9 @@ import torch
 
 from metalearn_nlp import __version__
 from metalearn_nlp.data import WNUT16_SPLIT, FewNERDSampler, hold_out, load_corpus, split_types
-from metalearn_nlp.evaluation import _interval, bootstrap_interval, evaluate, summarize  # _interval: summarize's t-interval
-from metalearn_nlp.overfitting import REMEDIES, paired_difference_interval, remedy_settings, run_remedy
+from metalearn_nlp.evaluation import bootstrap_interval, evaluate, paired_difference_interval, summarize
+from metalearn_nlp.intervals import _interval  # summarize's t-interval
+from metalearn_nlp.overfitting import REMEDIES, remedy_settings, run_remedy
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "overfitting.json"

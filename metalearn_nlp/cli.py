@@ -115,7 +115,13 @@ def _load(path: str, device: str) -> Any:
     from .devices import resolve_device
     from .saving import load_learner
 
-    return load_learner(_learner_dir(path), device=resolve_device(device))
+    from .learners import SENTENCE_LEARNERS
+
+    learner = load_learner(_learner_dir(path), device=resolve_device(device))
+    if learner.name in SENTENCE_LEARNERS:
+        raise CommandError(f"{path} holds {learner.name!r}, a text classifier (chapter 6.1), and this command "
+                           "tags words; use it from Python: load_learner(folder).adapt(episode).predict(texts)")
+    return learner
 
 
 def _write_json(path: str | Path, value: Any) -> None:

@@ -25,12 +25,11 @@ re-exports it as ``count_entities``). Schemes:
   On BIO input without adjacent same-type entities IO gives seqeval's
   numbers (tested).
 
-Two intervals, for two questions. ``bootstrap_interval`` is the book's
-interval over **test episodes**: a 95% percentile bootstrap that resamples
-whole episodes with replacement and recomputes the pooled F1 from their
-counts (``Report.episode_counts``), so it never leaves [0, 1]. ``summarize``
-gives the mean and a 95% Student-t interval over **seeds** (reports of
-independent runs): ``mean ± t_{0.975, n-1} · s / sqrt(n)``.
+Intervals (``bootstrap_interval`` over test episodes, ``summarize`` over
+seeds, ``paired_difference_interval`` between two learners) live in
+``metalearn_nlp.intervals`` and are re-exported here.
+Class episodes (labelled texts, chapter 6.1) are scored by
+``metalearn_nlp.class_evaluation``, which ``evaluate`` calls for them.
 
 Taught in: chapter 5.3 (Code analysis: evaluation); chapter 8 (reporting results).
 """
@@ -38,15 +37,15 @@ Taught in: chapter 5.3 (Code analysis: evaluation); chapter 8 (reporting results
 from __future__ import annotations
 
 import json
-import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .data.episode import CLASS_SCHEME, Episode
 from .data.tags import EntityScores, count_entities
+from .intervals import bootstrap_interval, paired_difference_interval, summarize  # re-exported: one import path
 
 __all__ = [
     "Report",
@@ -55,6 +54,7 @@ __all__ = [
     "bootstrap_interval",
     "count_entities",
     "evaluate",
+    "paired_difference_interval",
     "summarize",
 ]
 
@@ -264,7 +264,9 @@ def evaluate(
         raise ValueError(f"episodes mix tag schemes {schemes}; pooled scores need one scheme")
     scheme = schemes[0]
     if scheme == CLASS_SCHEME:
-        return _evaluate_classes(learner, episodes, progress=progress, keep_predictions=keep_predictions)
+        from .class_evaluation import evaluate_classes  # imports this module: not at the top
+
+        return evaluate_classes(learner, episodes, progress=progress, keep_predictions=keep_predictions)
     counts: dict[str, list[int]] = {}
     sentences = 0
     kept: list[SentencePrediction] = []
@@ -322,237 +324,3 @@ def evaluate(
         episode_counts=per_episode,
     )
 
-
-def _pooled_f1(counts: Any) -> Any:
-    gold, predicted, correct = counts[..., 0].sum(-1), counts[..., 1].sum(-1), counts[..., 2].sum(-1)
-    total = gold + predicted
-    return 2 * correct / (total + (total == 0))
-
-
-def bootstrap_interval(
-    counts: Report | Sequence[Sequence[int]],
-    *,
-    resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-    metric: str = "f1",
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the pooled F1 over test episodes.
-
-    Whole episodes are resampled with replacement ``resamples`` times; each
-    resample's F1 is computed from its pooled ``(gold, predicted, correct)``
-    counts, and the interval is the ``(1 - level) / 2`` and
-    ``(1 + level) / 2`` percentiles of those F1s. Pooled counts cannot give
-    an F1 outside [0, 1], so neither can the interval (a symmetric
-    mean ± half-width interval can).
-
-    Arguments:
-        counts: a ``Report`` (its ``episode_counts``), or one
-            ``(gold, predicted, correct)`` triple per episode.
-        resamples (int, default 1000): bootstrap resamples.
-        level (float, default 0.95): coverage of the interval.
-        seed (int, default 0): seed of the resampling, so the interval is
-            reproducible.
-        metric (str, default ``"f1"``): ``"f1"``, the pooled F1; for a
-            ``Report`` on class episodes also ``"accuracy"`` (the same number
-            there: every text gets one label) or ``"macro_f1"``, recomputed
-            on each resample from the pooled per-label counts
-            (``Report.class_counts``).
-
-    Returns:
-        ``(low, high)`` as fractions in [0, 1].
-
-    Raises:
-        ValueError: no episodes, a report without ``episode_counts`` (one
-            loaded from a file written before they were recorded), a count
-            that is not a triple of non-negative integers, or a ``level``
-            outside (0, 1).
-
-    Example:
-        >>> low, high = bootstrap_interval([(2, 2, 1), (3, 1, 1), (0, 1, 0)], seed=0)
-        >>> 0 <= low <= high <= 1
-        True
-
-    Taught in: chapter 5.2; chapters 6.1, 8 and 9.
-    """
-    import numpy as np
-
-    if metric not in ("f1", "accuracy", "macro_f1"):
-        raise ValueError(f"metric must be 'f1', 'accuracy' or 'macro_f1', got {metric!r}")
-    if metric != "f1" and not (isinstance(counts, Report) and counts.scheme == CLASS_SCHEME):
-        raise ValueError(f"metric={metric!r} needs a Report of evaluate() on class episodes (labelled texts)")
-    if metric == "macro_f1":
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        return _bootstrap_macro_f1(counts.class_counts or [], resamples, level, seed)  # type: ignore[union-attr]
-    if isinstance(counts, Report):
-        if counts.episode_counts is None:
-            raise ValueError("this report has no episode_counts (evaluate records them; a report read from an "
-                             "older file lacks them): re-run evaluate")
-        counts = counts.episode_counts
-    array = np.asarray(counts, dtype=np.int64) if len(counts) else np.zeros((0, 3), dtype=np.int64)
-    if array.ndim != 2 or array.shape[1] != 3 or (array < 0).any():
-        raise ValueError(f"counts must be one (gold, predicted, correct) triple of non-negative integers per "
-                         f"episode; got an array of shape {array.shape}")
-    if len(array) == 0:
-        raise ValueError("bootstrap_interval needs at least one episode")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(array), size=(resamples, len(array)))
-    f1 = _pooled_f1(array[index])
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(f1, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def _bootstrap_macro_f1(class_counts: Sequence[Mapping[str, Sequence[int]]], resamples: int, level: float,
-                        seed: int) -> tuple[float, float]:
-    """``bootstrap_interval(metric="macro_f1")``: the same episode resamples, macro-F1 from pooled label counts."""
-    import numpy as np
-
-    if not class_counts:
-        raise ValueError("bootstrap_interval needs at least one episode with class_counts (re-run evaluate)")
-    labels = sorted({label for episode in class_counts for label in episode})
-    column = {label: i for i, label in enumerate(labels)}
-    array = np.zeros((len(class_counts), len(labels), 3), dtype=np.int64)
-    for e, episode in enumerate(class_counts):
-        for label, triple in episode.items():
-            array[e, column[label]] = triple
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(array), size=(resamples, len(array)))
-    weights = np.zeros((resamples, len(array)), dtype=np.int64)
-    np.add.at(weights, (np.arange(resamples)[:, None], index), 1)
-    pooled = (weights @ array.reshape(len(array), -1)).reshape(resamples, len(labels), 3)
-    total = pooled[..., 0] + pooled[..., 1]
-    present = total > 0
-    f1 = np.where(present, 2 * pooled[..., 2] / np.maximum(total, 1), 0.0)
-    macro = f1.sum(1) / np.maximum(present.sum(1), 1)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(macro, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def _evaluate_classes(learner: Any, episodes: list[Episode], *, progress: bool, keep_predictions: bool) -> Report:
-    """``evaluate`` on class episodes: one label per query text; accuracy, per-label and macro-F1.
-
-    ``overall`` holds ``(texts, texts, right)``, so its F1 is the accuracy;
-    ``per_type`` one-vs-rest counts per label (a predicted label outside the
-    episode, such as ``"oos"``, is a label too); ``class_counts`` the same per
-    episode. The predictor's ``predict(texts)`` must return one label per text.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    counts: dict[str, list[int]] = {}
-    per_episode: list[tuple[int, int, int]] = []
-    per_class: list[dict[str, tuple[int, int, int]]] = []
-    kept: list[SentencePrediction] = []
-    texts = 0
-    module = learner if isinstance(learner, torch.nn.Module) else None
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.eval()
-    start = time.perf_counter()
-    bar = tqdm(episodes, desc=f"evaluate {getattr(learner, 'name', '')}".strip(), disable=not progress,
-               unit="episode", leave=False)
-    try:
-        for index, episode in enumerate(bar):
-            predicted = list(learner.adapt(episode).predict(list(episode.query))) if episode.query else []
-            if len(predicted) != len(episode.query) or not all(isinstance(p, str) for p in predicted):
-                raise RuntimeError(f"episode {index}: the predictor must give one label (a str) per query text; "
-                                   f"got {len(predicted)} items for {len(episode.query)} texts")
-            this: dict[str, list[int]] = {}
-            for example, label in zip(episode.query, predicted):
-                this.setdefault(example.label, [0, 0, 0])[0] += 1
-                this.setdefault(label, [0, 0, 0])[1] += 1
-                if label == example.label:
-                    this[label][2] += 1
-                if keep_predictions:
-                    kept.append(SentencePrediction(index, (example.text,), (example.label,), (label,)))
-            for label, triple in this.items():
-                total = counts.setdefault(label, [0, 0, 0])
-                for i in range(3):
-                    total[i] += triple[i]
-            right = sum(triple[2] for triple in this.values())
-            per_episode.append((len(predicted), len(predicted), right))
-            per_class.append({label: (t[0], t[1], t[2]) for label, t in sorted(this.items())})
-            texts += len(predicted)
-            if progress:
-                bar.set_postfix(accuracy=f"{100 * sum(c[2] for c in per_episode) / max(texts, 1):.1f}", refresh=False)
-    finally:
-        bar.close()
-        if module is not None:
-            module.train(was_training)
-    right = sum(c[2] for c in per_episode)
-    config = learner.config() if hasattr(learner, "config") else {"learner": type(learner).__name__}
-    return Report(
-        learner=config,
-        scheme=CLASS_SCHEME,
-        overall=TypeScores.from_counts(texts, texts, right),
-        per_type={label: TypeScores.from_counts(*counts[label]) for label in sorted(counts)},
-        episodes=len(episodes),
-        sentences=texts,
-        seconds=time.perf_counter() - start,
-        predictions=kept if keep_predictions else None,
-        episode_counts=per_episode,
-        class_counts=per_class,
-    )
-
-
-def _t_quantile(n: int) -> float:
-    """t_{0.975, n-1}, the two-sided 95% Student-t quantile."""
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, n - 1))
-
-
-def _interval(values: Sequence[float]) -> dict[str, Any]:
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return {"mean": mean, "std": None, "half_width": None, "low": None, "high": None, "n": n}
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = _t_quantile(n) * std / math.sqrt(n)
-    return {"mean": mean, "std": std, "half_width": half, "low": mean - half, "high": mean + half, "n": n}
-
-
-def summarize(reports: Sequence[Report | Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean and 95% t-interval of precision, recall and F1 over independent runs (seeds).
-
-    Each report is one run (one meta-training seed, or one set of test
-    episodes). The interval is ``mean ± t_{0.975, n-1} s / sqrt(n)`` with
-    ``s`` the sample standard deviation (n - 1 in the denominator). With one
-    report the interval fields are None. Report at least 3 seeds.
-
-    Arguments:
-        reports: ``Report`` objects or their ``to_dict()``.
-
-    Returns:
-        ``{"n", "precision", "recall", "f1": {"mean", "std", "half_width",
-        "low", "high", "n"}, "per_type": {type: {...F1 interval}}, "text"}``
-        with ``text`` like ``"F1 41.20 ± 3.10 (95% t-interval, n=3)"``.
-
-    Raises:
-        ValueError: no reports.
-
-    Example:
-        >>> summary = summarize([report_seed0, report_seed1, report_seed2])  # doctest: +SKIP
-
-    Taught in: chapter 5.3; chapter 8.
-    """
-    if not reports:
-        raise ValueError("summarize needs at least one report")
-    items = [Report.from_dict(r) if isinstance(r, Mapping) else r for r in reports]
-    out: dict[str, Any] = {"n": len(items)}
-    for metric in ("precision", "recall", "f1"):
-        out[metric] = _interval([getattr(r, metric) for r in items])
-    types = sorted({t for r in items for t in r.per_type})
-    # a type only some runs saw (different episodes) is summarised over those runs; see its "n"
-    out["per_type"] = {t: _interval([r.per_type[t].f1 for r in items if t in r.per_type]) for t in types}
-    f1 = out["f1"]
-    if f1["half_width"] is None:
-        out["text"] = f"F1 {100 * f1['mean']:.2f} (one run: no interval)"
-    else:
-        out["text"] = f"F1 {100 * f1['mean']:.2f} ± {100 * f1['half_width']:.2f} (95% t-interval, n={len(items)})"
-    return out

@@ -19,9 +19,8 @@ episodes, against the same learner with one remedy at a time:
 
 :func:`run_remedy` trains one variant and records train-episode and
 dev-episode F1 along the way (the overfitting curves);
-:func:`paired_difference_interval` is the percentile bootstrap over test
-episodes of the difference in pooled F1 between two learners evaluated on
-the *same* episodes.
+:func:`~metalearn_nlp.evaluation.paired_difference_interval` compares two
+of them on the same test episodes.
 
 Taught in: chapter 9 (FAQ: overfitting remedies, measured).
 """
@@ -44,7 +43,7 @@ from .evaluation import Report, evaluate
 from .learners import FGM, ProtoNet
 from .training import Trainer, TrainResult
 
-__all__ = ["REMEDIES", "AugmentedEpisodes", "RemedyRun", "paired_difference_interval", "remedy_settings",
+__all__ = ["REMEDIES", "AugmentedEpisodes", "RemedyRun", "remedy_settings",
            "run_remedy"]
 
 #: The variants the benchmark compares, ``"plain"`` first. :func:`run_remedy` also knows
@@ -234,44 +233,3 @@ def run_remedy(remedy: str, train_episodes: Sequence[Episode], dev_episodes: Seq
                       patience=settings["patience"], callback=callback)
     result = trainer.fit()
     return RemedyRun(remedy, settings, learner, result, curve, trainable, time.perf_counter() - start)
-
-
-def paired_difference_interval(a: Report, b: Report, *, resamples: int = 1000, level: float = 0.95,
-                               seed: int = 0) -> tuple[float, float, float]:
-    """F1(a) - F1(b) on the same test episodes, with a 95% percentile bootstrap interval over episodes.
-
-    The same resampled episodes are used for both learners in every
-    resample (a paired bootstrap), so the episode-to-episode difficulty that
-    both share cancels out; the interval is of the difference of pooled F1s.
-
-    Arguments:
-        a, b: reports of two learners on the same episodes, in the same order
-            (``evaluate`` records ``episode_counts``).
-        resamples, level, seed: as :func:`~metalearn_nlp.evaluation.bootstrap_interval`.
-
-    Returns:
-        ``(difference, low, high)`` as fractions.
-
-    Raises:
-        ValueError: reports without ``episode_counts`` or over different numbers of episodes.
-
-    Example:
-        >>> diff, low, high = paired_difference_interval(remedy_report, plain_report)  # doctest: +SKIP
-
-    Taught in: chapter 9.
-    """
-    ca, cb = (np.asarray(getattr(r, "episode_counts", None) or [], dtype=float) for r in (a, b))
-    if not len(ca) or ca.shape != cb.shape:
-        raise ValueError(f"paired_difference_interval needs two reports with episode_counts over the same "
-                         f"episodes; got {len(ca)} and {len(cb)} episodes")
-
-    def f1(counts: np.ndarray) -> np.ndarray:
-        gold, predicted, correct = counts[..., 0], counts[..., 1], counts[..., 2]
-        denominator = gold + predicted
-        return np.where(denominator > 0, 2 * correct / np.maximum(denominator, 1), 0.0)
-
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(ca), size=(resamples, len(ca)))
-    diffs = f1(ca[index].sum(axis=1)) - f1(cb[index].sum(axis=1))
-    low, high = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
-    return float(f1(ca.sum(0)) - f1(cb.sum(0))), float(low), float(high)

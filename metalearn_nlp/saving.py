@@ -122,6 +122,14 @@ def _at_default(learner: Learner, name: str) -> bool:
     return False
 
 
+def _registered() -> dict[str, type[Learner]]:
+    """Every learner ``save_learner`` can save and ``load_learner`` rebuild, by name: the word taggers
+    (``LEARNERS``) and the text classifiers of chapter 6.1 (``SENTENCE_LEARNERS``); no name is in both."""
+    from .learners import LEARNERS, SENTENCE_LEARNERS
+
+    return {**LEARNERS, **SENTENCE_LEARNERS}
+
+
 def _learner_options(learner: Learner) -> dict[str, Any]:
     """The options that rebuild ``learner``: ``_hyperparameters()`` and ``batch_size``, checked complete."""
     kind = type(learner).__name__
@@ -257,22 +265,15 @@ def save_learner(learner: Learner, directory: str | os.PathLike[str], *, metadat
     """
     from safetensors.torch import save_file
 
-    from .learners import LEARNERS, Learner
+    from .learners import Learner
 
     if not isinstance(learner, Learner):
         raise TypeError(f"save_learner needs a Learner, got {type(learner).__name__}")
     directory = Path(directory).expanduser()
-    from .learners import SENTENCE_LEARNERS
-
-    if SENTENCE_LEARNERS.get(learner.name) is type(learner):
-        raise LearnerFileError(f"cannot save {type(learner).__name__} to {directory}: the sentence-level intent "
-                               "learners (chapter 6.1) are not saved by save_pretrained yet; their state is the "
-                               "encoder plus at most a small head, so rebuild them with get_learner and, for "
-                               "intent_protomaml, save learner.state_dict() with torch.save", directory)
-    if LEARNERS.get(learner.name) is not type(learner):
+    if _registered().get(learner.name) is not type(learner):
         raise LearnerFileError(f"cannot save {type(learner).__name__} to {directory}: it is not the registered "
                                f"learner {learner.name!r}, so it could not be rebuilt by name; register it in "
-                               "LEARNERS", directory)
+                               "LEARNERS (word taggers) or SENTENCE_LEARNERS (text classifiers)", directory)
     metadata = dict(metadata or {})
     try:
         canonical_json(metadata, allow_nan=False)
@@ -472,16 +473,15 @@ def load_learner(directory: str | os.PathLike[str], *, device: Any = None, encod
     """
     from safetensors.torch import load_file
 
-    from .learners import LEARNERS
-
     directory = Path(directory).expanduser()
+    registered = _registered()
     config = read_learner_config(directory)
     _check_versions(config, directory)
     _verify_files(directory, config.get("files", {}))
     name, saved = config["learner"]["name"], {**config["encoder"], **config.get("versions", {})}
-    if name not in LEARNERS:
+    if name not in registered:
         raise LearnerFileError(f"{directory} holds a {name!r} learner, which this metalearn-nlp {__version__} does not "
-                               f"know (registered: {', '.join(sorted(LEARNERS))}); upgrade metalearn-nlp, or load "
+                               f"know (registered: {', '.join(sorted(registered))}); upgrade metalearn-nlp, or load "
                                f"it with the version that saved it ({config['package'].get('version')})", directory)
     if encoder is not None:
         _check_encoder(encoder, saved, directory)
@@ -490,7 +490,7 @@ def load_learner(directory: str | os.PathLike[str], *, device: Any = None, encod
     options = {k: _DECODERS[k](v) if k in _DECODERS and isinstance(v, Mapping) else v
                for k, v in config["learner"]["options"].items()}
     try:
-        learner = LEARNERS[name](encoder, **options)
+        learner = registered[name](encoder, **options)
     except (TypeError, ValueError) as error:
         raise LearnerFileError(f"{directory}: the saved options do not rebuild a {name!r} learner ({error}); load "
                                "it with the metalearn-nlp version that saved it", directory) from error

@@ -201,3 +201,11 @@ def test_re_meta_learning_continues_from_a_saved_learner(world, tmp_path, make_t
                      "--out", str(tmp_path / "v3")]) == 0
     same = load_learner(tmp_path / "v3" / "learner").state_dict()
     assert all(torch.equal(v, before[k]) for k, v in same.items())
+
+
+def test_commands_that_tag_refuse_a_saved_text_classifier(world, tmp_path, tiny_encoder, capsys):
+    from metalearn_nlp.learners import get_learner
+
+    get_learner("intent_centroid", tiny_encoder).save_pretrained(tmp_path / "intents")
+    code = cli.main(["predict", str(tmp_path / "intents"), "--support", str(world / "support.conll"), "Ada met Alan"])
+    assert code == 2 and "text classifier" in capsys.readouterr().err

@@ -161,12 +161,28 @@ def test_registered_apart_from_the_word_learners(tiny_encoder):
     assert not get_learner("intent_centroid", tiny_encoder).meta_trainable
 
 
-def test_saving_a_sentence_learner_says_what_to_do_instead(tiny_encoder, tmp_path):
-    from metalearn_nlp.saving import LearnerFileError
+@pytest.mark.parametrize("name, options", [("intent_centroid", {"scale": 7.0}),
+                                           ("intent_protonet", {"normalize": False}),
+                                           ("intent_protomaml", {"inner_steps": 2, "inner_lr": 0.3})])
+def test_sentence_learners_save_and_load(tiny_encoder, tmp_path, name, options):
+    from metalearn_nlp.saving import load_learner
 
-    with pytest.raises(LearnerFileError, match="not saved by save_pretrained yet.*get_learner"):
-        get_learner("intent_protonet", tiny_encoder).save_pretrained(tmp_path / "intent")
-    assert not (tmp_path / "intent").exists()
+    dim = tiny_encoder.hidden_size
+    examples, table = clusters(6, 6, dim, spread=0.5, seed=3)
+    episode = ClassSampler(examples, ways=3, shots=2, query_shots=3, seed=1).episodes(1)[0]
+    torch.manual_seed(0)
+    learner = get_learner(name, tiny_encoder, **options)
+    if learner.meta_trainable:  # move the trained parameters away from their initial values
+        with_vectors(learner, table)
+        meta_train(learner, ClassSampler(examples, ways=3, shots=2, query_shots=3, seed=0), steps=5, lr=3e-2,
+                   warmup=0, progress=False)
+    learner.save_pretrained(tmp_path / name)
+    loaded = with_vectors(load_learner(tmp_path / name), table)
+    assert type(loaded) is type(learner) and loaded._hyperparameters() == learner._hyperparameters()
+    for key, value in learner.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, msg=key)
+    with_vectors(learner, table)
+    assert loaded.adapt(episode).predict(episode.query) == learner.eval().adapt(episode).predict(episode.query)
 
 
 def test_mean_pool_ignores_padding():

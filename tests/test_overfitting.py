@@ -6,8 +6,8 @@ import pytest
 
 from metalearn_nlp.data import FewNERDSampler
 from metalearn_nlp.data.tags import spans
-from metalearn_nlp.evaluation import evaluate
-from metalearn_nlp.overfitting import AugmentedEpisodes, paired_difference_interval, remedy_settings, run_remedy
+from metalearn_nlp.evaluation import evaluate, paired_difference_interval
+from metalearn_nlp.overfitting import AugmentedEpisodes, remedy_settings, run_remedy
 
 
 def _types(sentence, scheme):

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.episode import CLASS_SCHEME, Episode, LabelledText
+from ..data.intents import OOS
 from ..encoders import Encoder, eval_mode
 from .base import EpisodeMismatchError, Learner
 
@@ -64,8 +65,9 @@ __all__ = [
     "oos_scores",
 ]
 
-#: The label a predictor with a threshold gives an utterance that fits no intent.
-OOS_LABEL = "oos"
+#: The label a predictor with a threshold gives an utterance that fits no intent: the intent files'
+#: own out-of-scope label (``metalearn_nlp.data.intents.OOS``), so a rejection matches a gold ``oos``.
+OOS_LABEL = OOS
 
 
 def _texts(items: Iterable[LabelledText | str]) -> list[str]:
@@ -186,7 +188,7 @@ class SentenceProtoNet(Learner):
         super().__init__(encoder, batch_size=batch_size)
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale!r}")
-        self.freeze_setting = freeze
+        self.freeze_setting, self.initial_scale = freeze, scale
         encoder.freeze(freeze)
         width = encoder.hidden_size
         self.head: nn.Linear | None = None
@@ -204,8 +206,8 @@ class SentenceProtoNet(Learner):
         self._cache: dict[str, torch.Tensor] = {}
 
     def _hyperparameters(self) -> dict[str, Any]:
-        return {"head": self.head is not None, "normalize": self.normalize, "learn_scale": self.learn_scale,
-                "freeze": self.freeze_setting}
+        return {"head": self.head is not None, "normalize": self.normalize, "scale": self.initial_scale,
+                "learn_scale": self.learn_scale, "freeze": self.freeze_setting}
 
     @property
     def frozen(self) -> bool:
@@ -315,6 +317,9 @@ class SentenceCentroid(SentenceProtoNet):
                  batch_size: int = 32) -> None:
         super().__init__(encoder, head=False, normalize=normalize, scale=scale, learn_scale=False, freeze="all",
                          batch_size=batch_size)
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        return {"normalize": self.normalize, "scale": self.initial_scale}  # head, learn_scale, freeze: fixed
 
 
 def _nearest(learner: Learner, episodes: Sequence[Episode], oos_texts: Sequence[str]):
