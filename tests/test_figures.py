@@ -21,10 +21,11 @@ CHAPTERS = ["book/01_background/1_background.ipynb", "book/02_concepts/2_core_co
             "book/04_mathematics/4_1_empirical_risk.ipynb", "book/04_mathematics/4_2_meta_gradient.ipynb",
             "book/05_project/5_1_preparing_the_data.ipynb", "book/05_project/5_2_fewshot_ner.ipynb",
             "book/05_project/5_3_maml_for_ner.ipynb", "book/05_project/5_4_training_and_deployment.ipynb",
+            "book/05_project/5_5_better_fewshot_ner.ipynb",
             "book/06_applications/6_1_intent_detection.ipynb", "book/06_applications/6_2_financial_sentiment.ipynb",
             "book/06_applications/6_3_recommendation.ipynb", "book/08_challenges/8_1_data_and_compute.ipynb",
             "book/08_challenges/8_2_interpretability_and_robustness.ipynb", "book/09_faq/9_1_faq.ipynb"]
-# Chapters 5.5, 7.1 and 7.2 draw no figures (tables only).
+# Chapters 7.1 and 7.2 draw no figures (tables only).
 GLUE_FIG = re.compile(r"""glue\(\s*["'](fig-[\w-]+)["']\s*,\s*fig\b[^)]*display\s*=\s*False""")
 DIRECTIVE = re.compile(r"^```\{glue:figure\} (?P<key>\S+)\n(?P<options>(?::[\w-]+:.*\n)+)\n(?P<caption>.+?)\n```$",
                        re.S)
