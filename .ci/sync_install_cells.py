@@ -7,7 +7,8 @@
 The install cell is the first code cell whose source contains
 ``except ModuleNotFoundError`` (the book puts it second, after the title);
 a notebook without one gets it inserted after its first cell. The cell is
-tagged ``hide-output`` and its outputs are cleared. A notebook is written
+tagged ``hide-output`` and its outputs are cleared (its execution count is
+kept, so an executed notebook is not rewritten for it). A notebook is written
 only when something changed, so running the script twice changes nothing.
 """
 
@@ -44,8 +45,9 @@ def sync(nb: nbformat.NotebookNode) -> bool:
         nb.cells.insert(1, cell)
         changed = True
     else:
-        changed = cell.source != source or bool(cell.outputs) or cell.get("execution_count") is not None
-        cell.source, cell.outputs, cell.execution_count = source, [], None
+        # the execution count is left as it is: an executed notebook keeps its numbering
+        changed = cell.source != source or bool(cell.outputs)
+        cell.source, cell.outputs = source, []
     tags = cell.metadata.setdefault("tags", [])
     if "hide-output" not in tags:
         tags.append("hide-output")

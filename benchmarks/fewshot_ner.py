@@ -45,6 +45,14 @@ of the same fixed test episodes. Every record holds its command, a 95% Student-t
 (``f1_bootstrap95_per_seed``) and the F1 on test types whose name is not a training type
 (``f1_novel_types``: zero-shot tagging from descriptions is inflated on the others).
 
+Adaptation settings chosen on target dev episodes: ``--select '{"transfer": {"o_bias": [0, 1, 2]}}'``
+scores every combination of the listed adaptation-only options (``Learner.adaptation_options``: they
+act in ``adapt`` only, so the trained learner is reused) on ``--select-episodes`` episodes of the
+*target* dev split (WNUT-17 dev for ``conll2003-wnut17``, the dev file for ``fewnerd``), keeps the
+combination with the best mean F1 over seeds, and scores only that one on the test episodes. The
+record's ``selection`` holds the grid, every combination's dev F1 per seed and the choice. The test
+episodes are never used for a choice.
+
 Meta-trained weights go to the package's disk cache (``metalearn_nlp.notebook.train_or_load``,
 ``.cache/metalearn_nlp/``), keyed by the sha256 of everything that determines them (learner,
 training episodes, dev episodes, steps, learning rate, seed). ``--train-shots 1 --shots 5``
@@ -57,6 +65,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -82,7 +91,7 @@ from metalearn_nlp.data import (
 from metalearn_nlp.devices import resolve_device
 from metalearn_nlp.encoders import load_encoder
 from metalearn_nlp.evaluation import bootstrap_interval, evaluate, summarize
-from metalearn_nlp.learners import decomposition_scores, get_learner
+from metalearn_nlp.learners import LEARNERS, decomposition_scores, get_learner
 from metalearn_nlp.notebook import train_or_load
 from metalearn_nlp.training import meta_train
 
@@ -95,6 +104,7 @@ METHODS = ("finetune", "protonet", "nnshot", "structshot", "zeroshot", *GRADIENT
 META_TRAINED = {"protonet", "nnshot", "zeroshot", *GRADIENT, "reinforce", "transfer", "decomposed"}
 DETERMINISTIC = {"finetune"}  # the same predictions for every seed (see main)
 TEST_SEED = 2026  # fixes the test episodes, independent of the training seeds
+TARGET_DEV_SEED = 7  # fixes the target dev episodes of --select (a split the test episodes never draw from)
 
 
 def default_data() -> Path:
@@ -145,7 +155,9 @@ def prepare(args: argparse.Namespace) -> dict[str, Any] | None:
     dev_sampler = FewNERDSampler(conll.sentences("dev"), ways, train_k, seed=1)
     test = test_episodes(f"conll2003-wnut17_{k}shot",
                          CrossDatasetSampler(wnut17.sentences("test"), k, seed=TEST_SEED), args.episodes)
+    target_dev = CrossDatasetSampler(wnut17.sentences("dev"), k, seed=TARGET_DEV_SEED)
     return {"corpus": "conll2003->wnut17", "ways": len(wnut17.types), "shots": str(k), "train": train,
+            "target_dev": lambda n: (target_dev.episodes(n), {"split": "wnut17 dev", **target_dev.settings}),
             "source_types": list(conll.types),
             "train_sampler": lambda seed: FewNERDSampler(train, ways, train_k, seed=seed),
             "dev_sampler": dev_sampler, "dev": dev_sampler.episodes(args.dev_episodes), "test": test}
@@ -183,7 +195,8 @@ def prepare_fewnerd(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"corpus": f"fewnerd-{args.fewnerd_split}", "ways": n, "shots": str(k), "train": train,
             "source_types": sorted({t for e in train_episodes for t in e.types}),
             "train_sampler": train_sampler, "train_settings": _Settings(paths["train"]).settings,
-            "dev_sampler": _Settings(paths["dev"]), "dev": dev, "test": test}
+            "dev_sampler": _Settings(paths["dev"]), "dev": dev, "test": test,
+            "target_dev": lambda m: (load_fewnerd_episodes(paths["dev"])[0][:m], _Settings(paths["dev"]).settings)}
 
 
 def novel_type_scores(reports: list, source_types: list[str]) -> dict[str, Any] | None:
@@ -209,6 +222,8 @@ def novel_type_scores(reports: list, source_types: list[str]) -> dict[str, Any] 
 
 def run_seed(method: str, seed: int, setup: dict[str, Any], args: argparse.Namespace, trained: dict) -> tuple:
     """Build (and meta-train) one learner for one seed; returns (learner, train_seconds, train_record)."""
+    if (method, seed) in trained:  # trained earlier in this run (e.g. for --select)
+        return trained[(method, seed)]
     torch.manual_seed(seed)
     if method == "structshot":  # NNShot's meta-trained encoder + Viterbi (Few-NERD's StructShot)
         nnshot, seconds, record = trained.get(("nnshot", seed)) or run_seed("nnshot", seed, setup, args, trained)
@@ -248,10 +263,31 @@ def run_seed(method: str, seed: int, setup: dict[str, Any], args: argparse.Names
     return learner, seconds, record
 
 
+def select_adaptation(learners: list, grid: dict[str, list], dev: list, dev_settings: dict) -> dict[str, Any]:
+    """Score every combination of ``grid``'s adaptation options on the target dev episodes; keep the best.
+
+    The best is the highest mean F1 over the seeds' learners (the first in grid order on a tie).
+    """
+    names = list(grid)
+    combos = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+    scored = []
+    for combo in combos:
+        f1 = []
+        for learner in learners:
+            with learner.adaptation_settings(**combo):
+                f1.append(evaluate(learner, dev, progress=False).f1)
+        scored.append({"options": combo, "f1_per_seed": f1, "f1": sum(f1) / len(f1)})
+        print(f"  select {json.dumps(combo)}: dev F1 {100 * scored[-1]['f1']:.2f}", flush=True)
+    best = max(range(len(scored)), key=lambda i: (scored[i]["f1"], -i))
+    return {"grid": grid, "dev": {**dev_settings, "episodes": len(dev)}, "scores": scored,
+            "chosen": scored[best]["options"]}
+
+
 def merge(records: list[dict[str, Any]]) -> None:
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     key = lambda r: json.dumps([r["corpus"], r.get("ways"), r.get("shots"), r["method"], r.get("encoder"),  # noqa: E731
-                                r.get("meta_training"), r.get("options")], sort_keys=True)
+                                r.get("meta_training"), r.get("options"), (r.get("selection") or {}).get("grid")],
+                               sort_keys=True)
     new_keys = {key(r) for r in records}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps([r for r in old if key(r) not in new_keys] + records, indent=1) + "\n")
@@ -289,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
                     help='learner options by method, JSON: \'{"maml": {"freeze": 4, "inner_steps": 5}}\'')
     ap.add_argument("--max-length", type=int, default=256,
                     help="subwords per sentence (WNUT-17 test and CoNLL-2003 train have a few over 128, none over 256)")
+    ap.add_argument("--select", type=json.loads, default={},
+                    help='adaptation options to choose on target dev episodes, by method, each a list of values '
+                         '(every combination is scored): \'{"transfer": {"o_bias": [0, 1, 2], "steps": [100, 200]}}\'')
+    ap.add_argument("--select-episodes", type=int, default=50, help="target dev episodes for --select")
     ap.add_argument("--data", type=Path, default=None, help="folder with conll2003/ and wnut17/")
     ap.add_argument("--no-save", action="store_true", help="print only (exploration)")
     args = ap.parse_args(argv)
@@ -302,6 +342,20 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     if not isinstance(args.options, dict) or set(args.options) - set(METHODS):
         ap.error(f"--options must be a JSON object keyed by method names ({', '.join(METHODS)}), got {args.options!r}")
+
+    if not isinstance(args.select, dict) or set(args.select) - set(METHODS) or not all(
+            isinstance(g, dict) and g and all(isinstance(v, list) and v for v in g.values())
+            for g in args.select.values()):
+        ap.error("--select must be a JSON object keyed by method names, each an object of option -> non-empty "
+                 f"list of values, e.g. '{{\"transfer\": {{\"o_bias\": [0, 1]}}}}'; got {args.select!r}")
+    for method, grid in args.select.items():
+        allowed = LEARNERS[method].adaptation_options
+        if set(grid) - set(allowed):
+            ap.error(f"--select {method}: {sorted(set(grid) - set(allowed))} are not adaptation-only options of "
+                     f"{method} (allowed: {', '.join(allowed) or 'none'})")
+    if args.select and args.setting == "wnut16":
+        ap.error("--select needs target dev episodes: use --setting conll2003-wnut17 (WNUT-17 dev) or fewnerd "
+                 "(the dev file); wnut16's split has no dev types")
 
     setup = prepare(args)
     if setup is None:
@@ -321,15 +375,25 @@ def main(argv: list[str] | None = None) -> int:
         # the linear probe is deterministic (zero-initialised head, full-batch AdamW on frozen vectors):
         # a seed cannot change it, so it runs once and its record has no interval over seeds
         method_seeds = seeds[:1] if method in DETERMINISTIC else seeds
+        selection, chosen = None, {}
+        if method in args.select:  # every seed's learner trained first, the choice made on target dev
+            dev, dev_settings = setup["target_dev"](args.select_episodes)
+            selection = select_adaptation([run_seed(method, seed, setup, args, trained)[0] for seed in method_seeds],
+                                          args.select[method], dev, dev_settings)
+            chosen = selection["chosen"]
+            print(f"{method:<11} chosen on target dev: {json.dumps(chosen)}", flush=True)
+        configs = []
         for seed in method_seeds:
             learner, seconds, record = run_seed(method, seed, setup, args, trained)
-            report = evaluate(learner, setup["test"], progress=False)
+            with learner.adaptation_settings(**chosen):
+                report = evaluate(learner, setup["test"], progress=False)
+                if method == "decomposed" and args.decomposition:
+                    parts.append(decomposition_scores(learner, setup["test"]))
+                configs.append(learner.config())
             reports.append(report)
             learners.append(learner)
             train_seconds.append(seconds)
             train_records.append(record)
-            if method == "decomposed" and args.decomposition:
-                parts.append(decomposition_scores(learner, setup["test"]))
             print(f"{method:<11} {seed:>4} {100 * report.f1:>6.2f} {100 * report.precision:>6.2f} "
                   f"{100 * report.recall:>6.2f} {seconds:>8.0f} {report.seconds_per_episode:>9.3f}", flush=True)
         summary = summarize(reports)
@@ -357,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
                               "train_shots": args.train_shots or args.shots}
             if method in META_TRAINED | {"structshot"} else None,
             "options": args.options.get(method) or None,
-            "learner": {k: v for k, v in learners[0].config().items() if k != "transitions"},
+            "selection": selection,
+            "learner": {k: v for k, v in configs[0].items() if k != "transitions"},
             "learning_curve_per_seed": [r.get("dev") for r in train_records if r] or None,
             "best_dev_f1_per_seed": [r["best_f1"] for r in train_records if r] or None,
             "best_step_per_seed": [r["best_step"] for r in train_records if r] or None,

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from .data.episode import CLASS_SCHEME, Episode
-from .evaluation import Report, SentencePrediction, TypeScores
+from .evaluation import Report, SentencePrediction, TypeScores, episode_loop
 
 __all__ = ["evaluate_classes"]
 
@@ -28,22 +28,13 @@ def evaluate_classes(learner: Any, episodes: list[Episode], *, progress: bool, k
     episode, such as ``"oos"``, is a label too); ``class_counts`` the same per
     episode. The predictor's ``predict(texts)`` must return one label per text.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     counts: dict[str, list[int]] = {}
     per_episode: list[tuple[int, int, int]] = []
     per_class: list[dict[str, tuple[int, int, int]]] = []
     kept: list[SentencePrediction] = []
     texts = 0
-    module = learner if isinstance(learner, torch.nn.Module) else None
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.eval()
     start = time.perf_counter()
-    bar = tqdm(episodes, desc=f"evaluate {getattr(learner, 'name', '')}".strip(), disable=not progress,
-               unit="episode", leave=False)
-    try:
+    with episode_loop(learner, episodes, progress) as bar:
         for index, episode in enumerate(bar):
             predicted = list(learner.adapt(episode).predict(list(episode.query))) if episode.query else []
             if len(predicted) != len(episode.query) or not all(isinstance(p, str) for p in predicted):
@@ -67,10 +58,6 @@ def evaluate_classes(learner: Any, episodes: list[Episode], *, progress: bool, k
             texts += len(predicted)
             if progress:
                 bar.set_postfix(accuracy=f"{100 * sum(c[2] for c in per_episode) / max(texts, 1):.1f}", refresh=False)
-    finally:
-        bar.close()
-        if module is not None:
-            module.train(was_training)
     right = sum(c[2] for c in per_episode)
     config = learner.config() if hasattr(learner, "config") else {"learner": type(learner).__name__}
     return Report(

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -221,6 +222,26 @@ class Report:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+@contextmanager
+def episode_loop(learner: Any, episodes: list[Episode], progress: bool) -> Iterator[Any]:
+    """The evaluation loop's frame: the learner in eval mode (restored after), a tqdm bar over the episodes."""
+    import torch
+    from tqdm.auto import tqdm
+
+    module = learner if isinstance(learner, torch.nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    bar = tqdm(episodes, desc=f"evaluate {getattr(learner, 'name', '')}".strip(), disable=not progress,
+               unit="episode", leave=False)
+    try:
+        yield bar
+    finally:
+        bar.close()
+        if module is not None:
+            module.train(was_training)
+
+
 def evaluate(
     learner: Any,
     episodes: Iterable[Episode],
@@ -253,9 +274,6 @@ def evaluate(
 
     Taught in: chapter 5.3.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     episodes = list(episodes)
     if not episodes:
         raise ValueError("evaluate needs at least one episode")
@@ -271,14 +289,8 @@ def evaluate(
     sentences = 0
     kept: list[SentencePrediction] = []
     per_episode: list[tuple[int, int, int]] = []
-    module = learner if isinstance(learner, torch.nn.Module) else None
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.eval()
     start = time.perf_counter()
-    bar = tqdm(episodes, desc=f"evaluate {getattr(learner, 'name', '')}".strip(), disable=not progress,
-               unit="episode", leave=False)
-    try:
+    with episode_loop(learner, episodes, progress) as bar:
         for index, episode in enumerate(bar):
             predictor = learner.adapt(episode)
             tags = predictor.predict(episode.query) if episode.query else []
@@ -305,10 +317,6 @@ def evaluate(
             if progress:
                 totals = [sum(c[i] for c in counts.values()) for i in range(3)]
                 bar.set_postfix(f1=f"{100 * TypeScores.from_counts(*totals).f1:.1f}", refresh=False)
-    finally:
-        bar.close()
-        if module is not None:
-            module.train(was_training)
     seconds = time.perf_counter() - start
     totals = [sum(c[i] for c in counts.values()) for i in range(3)]
     config = learner.config() if hasattr(learner, "config") else {"learner": type(learner).__name__}

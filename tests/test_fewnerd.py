@@ -132,3 +132,53 @@ def test_the_benchmark_evaluates_on_few_nerd_files(tmp_path, monkeypatch):
         assert 0 <= low <= record["f1"] <= high <= 1
     assert records[0]["learner"]["source_types"] == ["person", "place"]
     assert set(records[1]["decomposition_per_seed"][0]) == {"detection", "typing"}
+
+
+def test_the_benchmark_chooses_adaptation_options_on_dev_episodes_only(tmp_path, monkeypatch, capsys):
+    """``--select`` scores each combination on the dev file, records every score, and tests only the choice."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("fewshot_ner_bench_s", root / "benchmarks" / "fewshot_ner.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "episode-data" / "inter"
+    folder.mkdir(parents=True)
+    for part in ("train", "dev", "test"):
+        _write(folder / f"{part}_2_1.jsonl", [json.dumps(EPISODE)] * 2)
+    scored = []
+    real_evaluate = bench.evaluate
+
+    def spy(learner, episodes, **kw):
+        scored.append((learner.name, learner.o_bias, len(episodes)))
+        return real_evaluate(learner, episodes, **kw)
+
+    monkeypatch.setattr(bench, "evaluate", spy)
+    out = tmp_path / "small.json"
+    argv = ["--setting", "fewnerd", "--fewnerd", str(tmp_path / "episode-data"), "--ways", "2", "--shots", "1",
+            "--episodes", "2", "--dev-episodes", "1", "--steps", "1", "--seeds", "0,1", "--bootstrap", "0",
+            "--methods", "transfer", "--select", '{"transfer": {"o_bias": [10000.0, 0.0], "steps": [5]}}',
+            "--select-episodes", "1", "--results", str(out)]
+    assert bench.main(argv) == 0
+    (record,) = json.loads(out.read_text())
+    selection = record["selection"]
+    assert [s["options"] for s in selection["scores"]] == [{"o_bias": 1e4, "steps": 5}, {"o_bias": 0.0, "steps": 5}]
+    assert selection["scores"][0]["f1_per_seed"] == [0.0, 0.0]  # O everywhere: nothing found
+    best = max(selection["scores"], key=lambda s: s["f1"])
+    assert selection["chosen"] == (best["options"] if best["f1"] > 0 else {"o_bias": 1e4, "steps": 5})
+    assert selection["dev"]["episodes"] == 1 and selection["dev"]["fewnerd"] == "dev_2_1.jsonl"
+    assert record["learner"]["o_bias"] == selection["chosen"]["o_bias"] and record["learner"]["steps"] == 5
+    # dev: 2 combinations x 2 seeds on 1 episode; test: the chosen combination only, 2 episodes per seed
+    assert [n for _, _, n in scored] == [1, 1, 1, 1, 2, 2]
+    assert {b for _, b, n in scored if n == 2} == {selection["chosen"]["o_bias"]}
+    for argv_bad, message in [
+        (["--setting", "wnut16", "--select", '{"transfer": {"o_bias": [0]}}'], "target dev"),
+        (["--select", '{"protonet": {"shape_dim": [0, 16]}}'], "not adaptation-only"),
+        (["--select", '{"transfer": {"o_bias": 1}}'], "non-empty"),
+    ]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            bench.main(argv_bad)
+        assert message in capsys.readouterr().err

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -188,6 +189,9 @@ class Learner(nn.Module, ABC):
     needs_support: ClassVar[bool] = True
     #: Parameter-name prefixes never weight-decayed (e.g. Meta-SGD's learned learning rates).
     no_decay_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: Hyperparameters that only act in ``adapt`` (never in ``loss``): they can be changed on a trained
+    #: learner without retraining it, e.g. chosen on target dev episodes (:meth:`adaptation_settings`).
+    adaptation_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, encoder: Encoder, *, batch_size: int = 32) -> None:
         super().__init__()
@@ -207,6 +211,36 @@ class Learner(nn.Module, ABC):
 
     def _hyperparameters(self) -> dict[str, Any]:
         return {}
+
+    @contextmanager
+    def adaptation_settings(self, **options: Any) -> Iterator[Learner]:
+        """Temporarily change adaptation-only hyperparameters of a trained learner (restored on exit).
+
+        Only names in ``adaptation_options`` are accepted: they do not change
+        what meta-training learned, so one trained learner can be scored under
+        several of them (the benchmark's ``--select`` chooses among them on
+        target dev episodes).
+
+        Raises:
+            ValueError: an option this learner does not treat as adaptation-only.
+
+        Example:
+            >>> with transfer.adaptation_settings(o_bias=1.0, steps=200):  # doctest: +SKIP
+            ...     report = evaluate(transfer, dev_episodes)
+        """
+        unknown = sorted(set(options) - set(self.adaptation_options))
+        if unknown:
+            allowed = ", ".join(self.adaptation_options) or "none"
+            raise ValueError(f"{type(self).__name__}: {unknown} are not adaptation-only options "
+                             f"(allowed: {allowed}); options that change training need a new learner")
+        old = {name: getattr(self, name) for name in options}
+        try:
+            for name, value in options.items():
+                setattr(self, name, value)
+            yield self
+        finally:
+            for name, value in old.items():
+                setattr(self, name, value)
 
     def save_pretrained(self, directory: Any, **kw: Any) -> Any:
         """Save the learner to a folder: ``save_learner(self, directory, **kw)`` (:mod:`metalearn_nlp.saving`).

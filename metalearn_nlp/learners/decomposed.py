@@ -109,6 +109,10 @@ class Decomposed(Learner):
             detector head on the support set's words at adaptation (0: the
             meta-trained detector as it is).
         detect_lr (float, default 1e-3): learning rate of that fine-tuning.
+        o_bias (float, default 0): added to the detector's ``O`` logit at adaptation: fewer
+            proposed mentions (> 0) for a target domain whose words are names less often than
+            the source's. Adaptation-only, like ``detect_steps`` and ``detect_lr``
+            (``adaptation_options``): choose them on target dev episodes.
         shape_dim (int, default 0): width of a learned word-shape embedding
             concatenated to the word vectors (:mod:`metalearn_nlp.features`); 0: none.
         batch_size (int, default 32): sentences per forward pass when predicting.
@@ -130,15 +134,17 @@ class Decomposed(Learner):
 
     name = "decomposed"
     schemes = ("io", "bio")
+    adaptation_options = ("detect_steps", "detect_lr", "o_bias")
 
     def __init__(self, encoder: Encoder, *, typing_weight: float = 1.0, detect_steps: int = 0,
-                 detect_lr: float = 1e-3, shape_dim: int = 0, batch_size: int = 32) -> None:
+                 detect_lr: float = 1e-3, o_bias: float = 0.0, shape_dim: int = 0, batch_size: int = 32) -> None:
         super().__init__(encoder, batch_size=batch_size)
         if typing_weight < 0 or detect_steps < 0:
             raise ValueError(f"typing_weight and detect_steps must be >= 0, got {typing_weight}, {detect_steps}")
         self.typing_weight = typing_weight
         self.detect_steps = detect_steps
         self.detect_lr = detect_lr
+        self.o_bias = float(o_bias)
         self._use_shapes(shape_dim)
         self.detector = torch.nn.utils.skip_init(nn.Linear, encoder.hidden_size + shape_dim, len(DETECTION_TAGS))
         with torch.no_grad():  # start at zero (ties: argmax says O everywhere) without drawing random numbers
@@ -148,7 +154,7 @@ class Decomposed(Learner):
 
     def _hyperparameters(self) -> dict[str, Any]:
         return {"typing_weight": self.typing_weight, "detect_steps": self.detect_steps,
-                "detect_lr": self.detect_lr, "shape_dim": self.shape_dim}
+                "detect_lr": self.detect_lr, "o_bias": self.o_bias, "shape_dim": self.shape_dim}
 
     @staticmethod
     def _gold(sentences: Iterable[TaggedSentence], scheme: str) -> list[list[Span]]:
@@ -206,6 +212,9 @@ class Decomposed(Learner):
                     optimizer.step()
                     losses.append(loss.item())
             detector.requires_grad_(False)
+        if self.o_bias:  # the detector's O log-odds shifted for the target domain (adaptation only)
+            with torch.no_grad():
+                detector.bias[0] += self.o_bias
         predictor = DecomposedPredictor(self.encoder, self.shapes, detector, protos.detach(), present, support,
                                         batch_size=self.batch_size)
         predictor.losses = losses  # type: ignore[attr-defined]

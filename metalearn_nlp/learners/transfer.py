@@ -65,6 +65,9 @@ class Transfer(FineTune):
         steps (int, default 100): fine-tuning steps per episode (full support batch).
         lr (float, default 5e-5): encoder learning rate when fine-tuning.
         head_lr (float, default 1e-2): head learning rate when fine-tuning.
+        o_bias (float, default 0): added to the ``O`` logit after fine-tuning: a correction for a
+            target domain whose words are names less often (> 0) or more often (< 0) than the
+            source's. Adaptation-only (see ``adaptation_options``): choose it on target dev episodes.
         weight_decay, max_grad_norm, seed, batch_size: as ``FineTune``.
 
     Raises:
@@ -87,12 +90,14 @@ class Transfer(FineTune):
 
     name = "transfer"
     meta_trainable = True
+    adaptation_options = ("train_layers", "steps", "lr", "head_lr", "weight_decay", "o_bias")
 
     def __init__(self, encoder: Encoder, *, source_types: Sequence[str], train_layers: int | str = 0,
                  steps: int = 100, lr: float = 5e-5, head_lr: float = 1e-2, weight_decay: float = 0.01,
-                 max_grad_norm: float = 1.0, seed: int = 0, batch_size: int = 32) -> None:
+                 max_grad_norm: float = 1.0, o_bias: float = 0.0, seed: int = 0, batch_size: int = 32) -> None:
         super().__init__(encoder, train_layers=train_layers, steps=steps, lr=lr, head_lr=head_lr,
                          weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed, batch_size=batch_size)
+        self.o_bias = float(o_bias)
         source_types = [str(t) for t in source_types]
         if not source_types or len(set(source_types)) != len(source_types):
             raise ValueError(f"Transfer needs distinct source_types (the source corpus's types), got {source_types}")
@@ -108,7 +113,7 @@ class Transfer(FineTune):
         self.source_head.to(encoder.device)
 
     def _hyperparameters(self) -> dict[str, Any]:
-        return {**super()._hyperparameters(), "source_types": list(self.source_types)}
+        return {**super()._hyperparameters(), "o_bias": self.o_bias, "source_types": list(self.source_types)}
 
     def _global_labels(self, episode: Episode) -> torch.Tensor:
         """Map the episode's label ids to source-head rows."""
@@ -163,6 +168,11 @@ class Transfer(FineTune):
         else:
             encoder, head, losses = self._finetune_copy(support, head)
         head.requires_grad_(False)
+        if self.o_bias:
+            with torch.no_grad():
+                for row, type_ in enumerate(label_types(support.label_names, support.scheme)):
+                    if type_ is None:
+                        head.bias[row] += self.o_bias
         predictor = self._predictor(head, support, encoder=encoder)
         predictor.head = head  # type: ignore[attr-defined]
         predictor.losses = losses  # type: ignore[attr-defined]

@@ -104,3 +104,19 @@ def test_adapting_the_detector_trains_a_copy(lookup_encoder, toy_episode):
 def test_bad_options(lookup_encoder):
     with pytest.raises(ValueError, match="typing_weight"):
         Decomposed(lookup_encoder, typing_weight=-1)
+
+
+def test_o_bias_makes_the_detector_propose_fewer_mentions(lookup_encoder, toy_corpus):
+    learner = Decomposed(lookup_encoder)
+    _entity_detector(learner)
+    episode = FewNERDSampler(toy_corpus, ways=3, shots=1, seed=3).episodes(1)[0]
+    before = learner.detector.bias.clone()
+    counts = []
+    for bias in (-2.0, 0.0, 2.0, 1e4):
+        with learner.adaptation_settings(o_bias=bias):
+            found = learner.adapt(episode).detect(episode.query)
+        counts.append(sum(len(spans) for spans in found))
+    assert counts[0] >= counts[1] >= counts[2] > counts[3] == 0
+    assert torch.equal(learner.detector.bias, before) and learner.o_bias == 0.0
+    with pytest.raises(ValueError, match="not adaptation-only"), learner.adaptation_settings(shape_dim=4):
+        pass

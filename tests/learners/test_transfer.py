@@ -76,3 +76,31 @@ def test_fine_tuning_top_layers_trains_a_copy(tiny_encoder, toy_episode):
 def test_bad_source_types(lookup_encoder, types):
     with pytest.raises(ValueError, match="distinct source_types"):
         Transfer(lookup_encoder, source_types=types)
+
+
+def test_o_bias_shifts_only_the_o_logit_and_fewer_words_are_tagged(lookup_encoder, toy_episode):
+    learner = get_learner("transfer", lookup_encoder, source_types=["x", "y"], steps=20)
+    plain = learner.adapt(toy_episode)
+    with learner.adaptation_settings(o_bias=3.0):
+        assert learner.config()["o_bias"] == 3.0
+        shifted = learner.adapt(toy_episode)
+    assert learner.o_bias == 0.0  # restored
+    o_row = list(toy_episode.label_names).index("O")
+    delta = shifted.head.bias - plain.head.bias
+    assert delta[o_row].item() == pytest.approx(3.0)
+    assert torch.count_nonzero(delta).item() == 1 and torch.equal(shifted.head.weight, plain.head.weight)
+    names = lambda p: sum(t != "O" for tags in p.predict(toy_episode.query) for t in tags)  # noqa: E731
+    assert names(shifted) <= names(plain)
+    with learner.adaptation_settings(o_bias=1e4):  # O everywhere
+        assert names(learner.adapt(toy_episode)) == 0
+
+
+def test_adaptation_settings_refuse_options_that_change_training(lookup_encoder):
+    learner = Transfer(lookup_encoder, source_types=["x"])
+    with pytest.raises(ValueError, match=r"\['source_types'\] are not adaptation-only.*o_bias"):
+        with learner.adaptation_settings(source_types=["y"]):
+            pass
+    with pytest.raises(RuntimeError), learner.adaptation_settings(steps=7):
+        assert learner.steps == 7
+        raise RuntimeError
+    assert learner.steps == 100  # restored after an error too
