@@ -156,7 +156,9 @@ def prepare(args: argparse.Namespace) -> dict[str, Any] | None:
     test = test_episodes(f"conll2003-wnut17_{k}shot",
                          CrossDatasetSampler(wnut17.sentences("test"), k, seed=TEST_SEED), args.episodes)
     target_dev = CrossDatasetSampler(wnut17.sentences("dev"), k, seed=TARGET_DEV_SEED)
+    share = {"source train": name_share(train), "target dev": name_share(wnut17.sentences("dev"))}
     return {"corpus": "conll2003->wnut17", "ways": len(wnut17.types), "shots": str(k), "train": train,
+            "name_share": share,
             "target_dev": lambda n: (target_dev.episodes(n), {"split": "wnut17 dev", **target_dev.settings}),
             "source_types": list(conll.types),
             "train_sampler": lambda seed: FewNERDSampler(train, ways, train_k, seed=seed),
@@ -261,6 +263,12 @@ def run_seed(method: str, seed: int, setup: dict[str, Any], args: argparse.Names
     seconds = record["seconds"]  # the training's own time, also when its weights come from the cache
     trained[(method, seed)] = (learner, seconds, record)
     return learner, seconds, record
+
+
+def name_share(sentences: list) -> float:
+    """The share of words tagged as (part of) a name: the label prior that ``o_bias`` corrects for."""
+    tags = [t for s in sentences for t in s.tags]
+    return sum(t != "O" for t in tags) / len(tags)
 
 
 def select_adaptation(learners: list, grid: dict[str, list], dev: list, dev_settings: dict) -> dict[str, Any]:
@@ -380,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             dev, dev_settings = setup["target_dev"](args.select_episodes)
             selection = select_adaptation([run_seed(method, seed, setup, args, trained)[0] for seed in method_seeds],
                                           args.select[method], dev, dev_settings)
+            selection["name_share"] = setup.get("name_share")  # words in names: source train vs target dev
             chosen = selection["chosen"]
             print(f"{method:<11} chosen on target dev: {json.dumps(chosen)}", flush=True)
         configs = []

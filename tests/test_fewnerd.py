@@ -9,6 +9,7 @@ import pytest
 from metalearn_nlp.data import (
     EpisodeFileError,
     FewNERDSampler,
+    TaggedSentence,
     fewnerd_episode,
     is_fewnerd_file,
     load_fewnerd_episodes,
@@ -169,6 +170,9 @@ def test_the_benchmark_chooses_adaptation_options_on_dev_episodes_only(tmp_path,
     best = max(selection["scores"], key=lambda s: s["f1"])
     assert selection["chosen"] == (best["options"] if best["f1"] > 0 else {"o_bias": 1e4, "steps": 5})
     assert selection["dev"]["episodes"] == 1 and selection["dev"]["fewnerd"] == "dev_2_1.jsonl"
+    assert selection["name_share"] is None  # recorded for conll2003-wnut17 only
+    sentences = [TaggedSentence(["Ada", "met", "Grace", "Hopper"], ["B-person", "O", "B-person", "I-person"])]
+    assert bench.name_share(sentences) == 0.75
     assert record["learner"]["o_bias"] == selection["chosen"]["o_bias"] and record["learner"]["steps"] == 5
     # dev: 2 combinations x 2 seeds on 1 episode; test: the chosen combination only, 2 episodes per seed
     assert [n for _, _, n in scored] == [1, 1, 1, 1, 2, 2]
