@@ -86,7 +86,7 @@ def test_every_learner_round_trips_exactly(name, tiny_encoder, toy_corpus, toy_e
     config = read_learner_config(folder)
     assert config["learner"]["name"] == name and config["metadata"] == {"scheme": "io", "types": ["person"]}
     # every constructor option is recorded, training data and options left at their default excepted
-    at_default = {"shape_dim"} if name in ("protonet", "nnshot") else set()
+    at_default = {"shape_dim", "o_bias"} if name == "protonet" else {"shape_dim"} if name == "nnshot" else set()
     assert _constructor_options(type(learner)) - DATA_ARGUMENTS - at_default <= set(config["learner"]["options"])
 
 

@@ -75,6 +75,17 @@ def no_entity_row(n_labels: int, device: Any = None) -> torch.Tensor:
     return row
 
 
+def o_bias_vector(label_names: Sequence[str], value: float, device: Any = None) -> torch.Tensor:
+    """``(C,)``: ``value`` at the ``O`` label, 0 elsewhere: added to a word's scores, it shifts the log-odds
+    of "not a name" by ``value`` (a label-prior correction; chapter 5.5).
+
+    Example:
+        >>> o_bias_vector(["O", "B-person", "I-person"], 1.5).tolist()
+        [1.5, 0.0, 0.0]
+    """
+    return torch.tensor([float(value) if name == "O" else 0.0 for name in label_names], device=device)
+
+
 class Predictor(ABC):
     """Tags sentences for one adapted task.
 

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 
 from ..data.episode import Episode, TaggedSentence
 from ..encoders import Encoder, Text, WordVectors, eval_mode
-from .base import EpisodeMismatchError, Learner, Predictor
+from .base import EpisodeMismatchError, Learner, Predictor, o_bias_vector
 from .metric import (
     class_prototypes,
     label_name_vectors,
@@ -89,6 +89,10 @@ class ProtoNet(Learner):
         shape_dim (int, default 0): when positive, a learned word-shape
             embedding of this width is concatenated to every word vector
             (:mod:`metalearn_nlp.features`; chapter 5.5). 0: none.
+        o_bias (float, default 0): added to every word's ``O`` score at
+            prediction: a label-prior correction for a target domain whose
+            words are names less (> 0) or more (< 0) often than the source's.
+            Adaptation-only (``adaptation_options``; chapter 5.5).
 
     Example:
         >>> learner = ProtoNet(load_encoder())  # doctest: +SKIP
@@ -102,6 +106,7 @@ class ProtoNet(Learner):
     """
 
     name = "protonet"
+    adaptation_options = ("o_bias",)
 
     def __init__(
         self,
@@ -112,6 +117,7 @@ class ProtoNet(Learner):
         descriptions: Mapping[str, str] | None = None,
         batch_size: int = 32,
         shape_dim: int = 0,
+        o_bias: float = 0.0,
     ) -> None:
         super().__init__(encoder, batch_size=batch_size)
         if name_weight < 0:
@@ -122,12 +128,14 @@ class ProtoNet(Learner):
         self.dropout = dropout
         self.name_weight = name_weight
         self.descriptions = dict(descriptions or {})
+        self.o_bias = float(o_bias)
         self._use_shapes(shape_dim)
 
     def _hyperparameters(self) -> dict[str, Any]:
         shape = {"shape_dim": self.shape_dim} if self.shape_dim else {}  # absent by default: old configs unchanged
+        bias = {"o_bias": self.o_bias} if self.o_bias else {}
         return {"dropout": self.dropout, "name_weight": self.name_weight, "descriptions": dict(self.descriptions),
-                **shape}
+                **shape, **bias}
 
     def prototypes(self, support: WordVectors, episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prototypes (C, H), present (C,))`` from support word vectors."""
@@ -160,7 +168,11 @@ class ProtoNet(Learner):
             protos, present = self.prototypes(words, support)
         index = sibling_backoff(support.label_names, support.scheme, present)
         protos, present = protos[index].detach(), present[index].detach()
-        predictor = self._predictor(lambda x: prototype_scores(x, protos, present), support)
+        if self.o_bias:  # the O log-odds shifted for the target domain (adaptation only; chapter 5.5)
+            bias = o_bias_vector(support.label_names, self.o_bias, protos.device)
+            predictor = self._predictor(lambda x: prototype_scores(x, protos, present) + bias, support)
+        else:
+            predictor = self._predictor(lambda x: prototype_scores(x, protos, present), support)
         predictor.prototypes = protos  # type: ignore[attr-defined]
         predictor.present = present  # type: ignore[attr-defined]
         return predictor

@@ -37,7 +37,7 @@ from torch import nn
 from ..data.episode import Episode
 from ..data.tags import parse_tag
 from ..encoders import Encoder, eval_mode
-from .base import EpisodeMismatchError, Predictor
+from .base import EpisodeMismatchError, Predictor, o_bias_vector
 from .finetune import FineTune
 
 __all__ = ["Transfer", "label_types"]
@@ -170,9 +170,7 @@ class Transfer(FineTune):
         head.requires_grad_(False)
         if self.o_bias:
             with torch.no_grad():
-                for row, type_ in enumerate(label_types(support.label_names, support.scheme)):
-                    if type_ is None:
-                        head.bias[row] += self.o_bias
+                head.bias += o_bias_vector(support.label_names, self.o_bias, head.bias.device)
         predictor = self._predictor(head, support, encoder=encoder)
         predictor.head = head  # type: ignore[attr-defined]
         predictor.losses = losses  # type: ignore[attr-defined]

@@ -169,3 +169,17 @@ def test_protonet_on_the_tiny_bert_gives_valid_tags(tiny_encoder, toy_episode):
     assert [len(t) for t in tags] == [len(s.tokens) for s in toy_episode.query]
     assert all(tag in toy_episode.label_names for row in tags for tag in row)
     entity_scores([s.tags for s in toy_episode.query], tags, scheme="io")
+
+
+def test_o_bias_adds_to_the_o_score_only_and_is_recorded_only_when_set(lookup_encoder, toy_episode):
+    learner = ProtoNet(lookup_encoder)
+    plain = learner.adapt(toy_episode).logits(toy_episode.query)
+    assert "o_bias" not in learner.config()  # old configs (and cache keys) unchanged
+    with learner.adaptation_settings(o_bias=2.5):
+        shifted = learner.adapt(toy_episode).logits(toy_episode.query)
+        assert learner.config()["o_bias"] == 2.5
+    o = list(toy_episode.label_names).index("O")
+    for a, b in zip(plain, shifted):
+        assert torch.allclose(b[:, o], a[:, o] + 2.5)
+        assert torch.equal(torch.cat([b[:, :o], b[:, o + 1:]], 1), torch.cat([a[:, :o], a[:, o + 1:]], 1))
+    assert learner.o_bias == 0.0
