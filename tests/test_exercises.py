@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -249,3 +250,17 @@ def test_feedback_never_contains_the_reference_code():
             line = line.strip()
             if line.startswith("return sum(") or line.startswith("maml = "):
                 assert line not in wrong.message, name
+
+
+def test_prior_shift():
+    from metalearn_nlp.exercises import check_prior_shift
+
+    def prior_shift(source, target):
+        return [math.log(t / s) for s, t in zip(source, target)]
+
+    assert _passes(check_prior_shift(prior_shift))
+    assert check_prior_shift(lambda s, t: [v + 3.0 for v in prior_shift(s, t)]).passed   # a common constant
+    assert "ratio itself" in check_prior_shift(lambda s, t: [b / a for a, b in zip(s, t)]).message
+    assert "direction" in check_prior_shift(lambda s, t: [math.log(a / b) for a, b in zip(s, t)]).message
+    assert "one number per label" in check_prior_shift(lambda s, t: prior_shift(s, t)[:1]).message
+    assert not check_prior_shift(lambda s, t: [b - a for a, b in zip(s, t)]).passed

@@ -1,6 +1,7 @@
 """Checks for the exercises of part 5 (Project).
 
-Taught in: chapter 5.1 (Preparing the data), exercises ``ex-5-1-padding-cost`` and ``ex-5-1-metric``.
+Taught in: chapter 5.1 (Preparing the data), exercises ``ex-5-1-padding-cost`` and ``ex-5-1-metric``;
+chapter 5.5 (Better few-shot NER), exercise ``ex-5-5-prior``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from ._core import Feedback, correct, not_yet
 from ._util import as_float, call, close
 
-__all__ = ["check_compute_metrics", "check_padding_cost"]
+__all__ = ["check_compute_metrics", "check_padding_cost", "check_prior_shift"]
 
 
 def _positions(lengths: list[int], batch_size: int) -> int:
@@ -116,3 +117,42 @@ def check_compute_metrics(answer: Any) -> Feedback:
         return not_yet("drop the positions whose label is -100 before scoring (the padding and the later "
                        "subwords), then score entity spans, not tokens")
     return correct("it scores entities only at the positions the loss uses.")
+
+
+def check_prior_shift(answer: Any) -> Feedback:
+    """Exercise ``ex-5-5-prior``: ``answer(source, target)`` gives what to add to each label's logit under label shift.
+
+    ``source`` and ``target`` are lists of label shares (each sums to 1, same
+    label order); the answer is one number per label. Numbers that differ
+    from the expected ones by the same constant for every label are right too:
+    a softmax ignores such a constant.
+
+    Example:
+        >>> check_prior_shift(lambda source, target: [t - s for s, t in zip(source, target)]).passed
+        False
+    """
+    cases = [([0.8, 0.1, 0.1], [0.9, 0.02, 0.08]), ([0.5, 0.5], [0.5, 0.5]), ([0.6, 0.3, 0.1], [0.7, 0.1, 0.2]),
+             ([0.95, 0.05], [0.99, 0.01])]
+    for source, target in cases:
+        result, problem = call(answer, list(source), list(target), what="answer(source, target)")
+        if problem:
+            return problem
+        try:
+            got = [float(v) for v in result]
+        except (TypeError, ValueError):
+            return not_yet("return one number per label, in the labels' order (a list)")
+        if len(got) != len(source):
+            return not_yet(f"return one number per label: {len(source)} labels here, got {len(got)} numbers")
+        expected = np.log(np.array(target) / np.array(source))
+        offset = got[0] - expected[0]
+        if all(close(g - offset, e, 1e-6) for g, e in zip(got, expected)):
+            continue
+        ratio = np.array(target) / np.array(source)
+        if all(close(g, r, 1e-6) for g, r in zip(got, ratio)):
+            return not_yet("logits add where probabilities multiply: the shift is not the ratio itself")
+        flipped = got[0] + expected[0]  # the constant if the answer is the shift with its sign flipped
+        if all(close(g - flipped, -e, 1e-6) for g, e in zip(got, expected)):
+            return not_yet("check the direction: the posterior is multiplied by the target prior over the source prior")
+        return not_yet("write the target posterior with Bayes' rule in both domains, keeping p(x | y) fixed, "
+                       "and take logs")
+    return correct("and a constant added to every label changes nothing.")
