@@ -11,11 +11,34 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-__all__ = ["benchmark_tables", "render"]
+__all__ = ["benchmark_tables", "method_label", "render"]
 
 #: Method order in the tables: the baselines first, then the metric and gradient-based learners.
-ORDER = ("finetune", "protonet", "nnshot", "structshot", "zeroshot", "maml", "fomaml", "anil", "protomaml",
-         "reptile", "metasgd", "learned_optimizer", "reinforce")
+ORDER = ("finetune", "transfer", "protonet", "nnshot", "structshot", "zeroshot", "maml", "fomaml", "anil",
+         "protomaml", "reptile", "metasgd", "learned_optimizer", "reinforce", "decomposed")
+
+
+def method_label(record: dict[str, Any]) -> str:
+    """The method with what sets its record apart: options, adaptation chosen on dev, other training shots.
+
+    Example:
+        >>> method_label({"method": "protonet", "shots": "5", "options": {"shape_dim": 16},
+        ...               "meta_training": {"train_shots": 1}})
+        'protonet (shape_dim=16; trained 1-shot)'
+        >>> method_label({"method": "transfer", "shots": "1", "selection": {"chosen": {"o_bias": 1.0}}})
+        'transfer (o_bias=1 chosen on dev)'
+    """
+    notes = [", ".join(f"{k}={v}" for k, v in (record.get("options") or {}).items())]
+    chosen = (record.get("selection") or {}).get("chosen")
+    if chosen:
+        notes.append(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items())
+                     + " chosen on dev")
+    trained = (record.get("meta_training") or {}).get("train_shots")
+    shots = str(record.get("shots", "")).split("~")[0]
+    if trained is not None and record["method"] != "transfer" and shots.isdigit() and trained != int(shots):
+        notes.append(f"trained {trained}-shot")
+    notes = [n for n in notes if n]
+    return record["method"] + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def benchmark_tables(records: list[dict[str, Any]], select: str = "") -> str:
@@ -39,15 +62,15 @@ def benchmark_tables(records: list[dict[str, Any]], select: str = "") -> str:
         first = next((r for r in done if not r.get("deterministic")), done[0])  # the full list of seeds
         training = next((r["meta_training"] for r in done if r.get("meta_training")), None)
         out.append(f"{first['episodes']} test episodes, seeds {first['seeds']}, {first['encoder']}"
-                   + (f"; meta-trained {training['steps']} steps at lr {training['lr']:g} on "
-                      f"{training.get('train_shots', '?')}-shot episodes" if training else "") + "\n")
+                   + (f"; meta-trained {training['steps']} steps at lr {training['lr']:g} on episodes of the "
+                      "test shot count unless the method says otherwise" if training else "") + "\n")
         out.append("| method | F1 % | ±95% | P % | R % | F1 per seed | train s | eval s/episode |")
         out.append("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
         for r in sorted(done, key=lambda r: ORDER.index(r["method"]) if r["method"] in ORDER else 99):
             seeds = ", ".join(f"{100 * f:.1f}" for f in r.get("f1_per_seed", []))
             interval = "deterministic" if r.get("deterministic") else (
                 "-" if r["f1_ci95"] is None else f"{100 * r['f1_ci95']:.2f}")
-            out.append(f"| {r['method']} | {100 * r['f1']:.2f} | {interval} | "
+            out.append(f"| {method_label(r)} | {100 * r['f1']:.2f} | {interval} | "
                        f"{100 * r['precision']:.1f} | {100 * r['recall']:.1f} | {seeds} | "
                        f"{r['train_seconds']:.0f} | {r['eval_seconds_per_episode']:.3f} |")
         out.append("")

@@ -205,3 +205,20 @@ def test_bootstrap_interval_brackets_the_pooled_f1_and_stays_in_range():
         bootstrap_interval([(1, 2)])
     with pytest.raises(ValueError, match="at least one"):
         bootstrap_interval([])
+
+
+def test_benchmark_tables_tell_apart_records_of_one_method():
+    from metalearn_nlp import reporting
+
+    assert doctest.testmod(reporting).failed == 0
+    base = {"corpus": "c", "ways": 6, "shots": "5", "episodes": 3, "seeds": [0], "encoder": "e", "f1": 0.2,
+            "f1_ci95": None, "precision": 0.1, "recall": 0.3, "train_seconds": 1.0, "eval_seconds_per_episode": 0.1,
+            "meta_training": {"steps": 8, "lr": 1e-4, "train_shots": 5}}
+    records = [{**base, "method": "transfer", "meta_training": {**base["meta_training"], "train_shots": 1}},
+               {**base, "method": "transfer", "selection": {"chosen": {"o_bias": 1.0, "steps": 300}}},
+               {**base, "method": "protonet", "meta_training": {**base["meta_training"], "train_shots": 1}},
+               {**base, "method": "protonet", "options": {"shape_dim": 16}}]
+    table = reporting.benchmark_tables(records)
+    rows = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[1:] == ["transfer", "transfer (o_bias=1, steps=300 chosen on dev)", "protonet (trained 1-shot)",
+                        "protonet (shape_dim=16)"]
