@@ -105,13 +105,14 @@ def test_load_episode_file_reads_both_kinds(tmp_path, toy_corpus):
         load_episode_file(tmp_path / "none.jsonl")
 
 
-def test_the_benchmark_evaluates_on_few_nerd_files(tmp_path, monkeypatch):
-    """``benchmarks/fewshot_ner.py --setting fewnerd`` trains on the official train file, selects on dev, tests on test."""
+@pytest.fixture
+def fewnerd_bench(tmp_path, monkeypatch):
+    """The benchmark script as a module, its weight cache in tmp_path, Few-NERD-style files under tmp_path/episode-data."""
     import importlib.util
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("fewshot_ner_bench_g", root / "benchmarks" / "fewshot_ner.py")
+    spec = importlib.util.spec_from_file_location("fewshot_ner_bench_fewnerd", root / "benchmarks" / "fewshot_ner.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "cache"))
@@ -119,6 +120,12 @@ def test_the_benchmark_evaluates_on_few_nerd_files(tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     for part in ("train", "dev", "test"):
         _write(folder / f"{part}_2_1.jsonl", [json.dumps(EPISODE)] * 2)
+    return bench
+
+
+def test_the_benchmark_evaluates_on_few_nerd_files(tmp_path, fewnerd_bench):
+    """``benchmarks/fewshot_ner.py --setting fewnerd`` trains on the official train file, selects on dev, tests on test."""
+    bench = fewnerd_bench
     out = tmp_path / "small.json"
     argv = ["--setting", "fewnerd", "--fewnerd", str(tmp_path / "episode-data"), "--ways", "2", "--shots", "1",
             "--episodes", "2", "--dev-episodes", "1", "--steps", "1", "--seeds", "0", "--bootstrap", "50",
@@ -135,20 +142,9 @@ def test_the_benchmark_evaluates_on_few_nerd_files(tmp_path, monkeypatch):
     assert set(records[1]["decomposition_per_seed"][0]) == {"detection", "typing"}
 
 
-def test_the_benchmark_chooses_adaptation_options_on_dev_episodes_only(tmp_path, monkeypatch, capsys):
+def test_the_benchmark_chooses_adaptation_options_on_dev_episodes_only(tmp_path, monkeypatch, capsys, fewnerd_bench):
     """``--select`` scores each combination on the dev file, records every score, and tests only the choice."""
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("fewshot_ner_bench_s", root / "benchmarks" / "fewshot_ner.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    monkeypatch.setenv("METALEARN_NLP_CACHE", str(tmp_path / "cache"))
-    folder = tmp_path / "episode-data" / "inter"
-    folder.mkdir(parents=True)
-    for part in ("train", "dev", "test"):
-        _write(folder / f"{part}_2_1.jsonl", [json.dumps(EPISODE)] * 2)
+    bench = fewnerd_bench
     scored = []
     real_evaluate = bench.evaluate
 
