@@ -111,7 +111,7 @@ def _learner_dir(path: str) -> Path:
     return folder
 
 
-def _load(path: str, device: str) -> Any:
+def _load(path: str, device: str, adapt: str | None = None) -> Any:
     from .devices import resolve_device
     from .saving import load_learner
 
@@ -121,7 +121,12 @@ def _load(path: str, device: str) -> Any:
     if learner.name in SENTENCE_LEARNERS:
         raise CommandError(f"{path} holds {learner.name!r}, a text classifier (chapter 6.1), and this command "
                            "tags words; use it from Python: load_learner(folder).adapt(episode).predict(texts)")
-    return learner
+    try:
+        options = json.loads(adapt) if adapt else {}
+        return learner.set_adaptation(**options)  # a JSON list or number fails here too
+    except (ValueError, TypeError) as error:
+        raise CommandError(f"--adapt {adapt}: {error}; give a JSON object of adaptation-only options, "
+                           "e.g. '{\"o_bias\": 1.0}'") from None
 
 
 def _write_json(path: str | Path, value: Any) -> None:
@@ -247,7 +252,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not Path(args.episodes).is_file():
         raise CommandError(f"{args.episodes}: no such episode file; write one with `metalearn-nlp sample -o FILE`")
     episodes, settings = load_episode_file(args.episodes)
-    learner = _load(str(folder), args.device)
+    learner = _load(str(folder), args.device, args.adapt)
     report = evaluate(learner, episodes, progress=not args.quiet, keep_predictions=args.keep_predictions)
     print(report.table())
     if args.json:
@@ -275,7 +280,8 @@ def _support(path: str, types: list[str] | None, scheme: str) -> Any:
 def _predict(args: argparse.Namespace) -> int:
     from .tagger import Tagger
 
-    tagger = Tagger(_load(args.learner, args.device), _support(args.support, _types(args.types), args.scheme),
+    learner = _load(args.learner, args.device, args.adapt)
+    tagger = Tagger(learner, _support(args.support, _types(args.types), args.scheme),
                     batch_size=args.batch_size)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
@@ -371,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "episode-data JSONL")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--keep-predictions", action="store_true", help="keep every sentence's tags in the JSON")
+    p.add_argument("--adapt", help='adaptation-only options as JSON, e.g. \'{"o_bias": 1.0}\' (chapter 5.5)')
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
@@ -385,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conll", help="a CoNLL file to tag word by word (its tags are ignored)")
     p.add_argument("--output", help="write here (default: standard output); JSON lines, or CoNLL for --conll")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--adapt", help='adaptation-only options as JSON, e.g. \'{"o_bias": 1.0}\' (chapter 5.5)')
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_predict)
 

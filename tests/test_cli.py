@@ -209,3 +209,24 @@ def test_commands_that_tag_refuse_a_saved_text_classifier(world, tmp_path, tiny_
     get_learner("intent_centroid", tiny_encoder).save_pretrained(tmp_path / "intents")
     code = cli.main(["predict", str(tmp_path / "intents"), "--support", str(world / "support.conll"), "Ada met Alan"])
     assert code == 2 and "text classifier" in capsys.readouterr().err
+
+
+def test_adapt_sets_adaptation_only_options_of_a_loaded_learner(world, tmp_path, capsys):
+    """``--adapt '{"o_bias": ...}'``: a huge O bias leaves nothing tagged; options that change training are refused."""
+    assert cli.main(["sample", "-o", str(tmp_path / "t.jsonl"), "--corpus", str(world / "toy.conll"),
+                     "--episodes", "2", "--seed", "3"]) == 0
+    out = {}
+    for name, adapt in (("plain", []), ("biased", ["--adapt", '{"o_bias": 10000}'])):
+        assert cli.main(["evaluate", str(world / "run"), str(tmp_path / "t.jsonl"), "--quiet", "--device", "cpu",
+                         "--json", str(tmp_path / f"{name}.json"), *adapt]) == 0
+        out[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert out["plain"]["learner"].get("o_bias") is None and out["biased"]["learner"]["o_bias"] == 10000
+    assert out["biased"]["overall"]["predicted"] == 0 < out["plain"]["overall"]["predicted"]
+    capsys.readouterr()
+    assert cli.main(["predict", str(world / "run"), "--support", str(world / "support.conll"), "Ada met Bob",
+                     "--device", "cpu", "--adapt", '{"o_bias": 10000}']) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["entities"] == []
+    for bad, message in (('{"dropout": 0.5}', "not adaptation-only"), ("[1]", "JSON object"), ("{o_bias", "JSON")):
+        assert cli.main(["evaluate", str(world / "run"), str(tmp_path / "t.jsonl"), "--quiet", "--device", "cpu",
+                         "--adapt", bad]) == 2
+        assert message in capsys.readouterr().err

@@ -239,19 +239,34 @@ class Learner(nn.Module, ABC):
             >>> with transfer.adaptation_settings(o_bias=1.0, steps=200):  # doctest: +SKIP
             ...     report = evaluate(transfer, dev_episodes)
         """
+        old = {name: getattr(self, name) for name in self._adaptation_names(options)}
+        try:
+            self.set_adaptation(**options)
+            yield self
+        finally:
+            for name, value in old.items():
+                setattr(self, name, value)
+
+    def set_adaptation(self, **options: Any) -> Learner:
+        """Change adaptation-only hyperparameters for good (e.g. the ones dev episodes chose); returns ``self``.
+
+        ``save_pretrained`` then records them, and ``metalearn-nlp evaluate/predict --adapt`` sets them on a
+        loaded learner.
+
+        Raises:
+            ValueError: an option this learner does not treat as adaptation-only.
+        """
+        for name in self._adaptation_names(options):
+            setattr(self, name, options[name])
+        return self
+
+    def _adaptation_names(self, options: dict[str, Any]) -> list[str]:
         unknown = sorted(set(options) - set(self.adaptation_options))
         if unknown:
             allowed = ", ".join(self.adaptation_options) or "none"
             raise ValueError(f"{type(self).__name__}: {unknown} are not adaptation-only options "
                              f"(allowed: {allowed}); options that change training need a new learner")
-        old = {name: getattr(self, name) for name in options}
-        try:
-            for name, value in options.items():
-                setattr(self, name, value)
-            yield self
-        finally:
-            for name, value in old.items():
-                setattr(self, name, value)
+        return list(options)
 
     def save_pretrained(self, directory: Any, **kw: Any) -> Any:
         """Save the learner to a folder: ``save_learner(self, directory, **kw)`` (:mod:`metalearn_nlp.saving`).

@@ -104,3 +104,14 @@ def test_adaptation_settings_refuse_options_that_change_training(lookup_encoder)
         assert learner.steps == 7
         raise RuntimeError
     assert learner.steps == 100  # restored after an error too
+
+
+def test_set_adaptation_is_kept_and_saved(tiny_encoder, tmp_path):
+    from metalearn_nlp.saving import load_learner
+
+    learner = Transfer(tiny_encoder, source_types=["x"])
+    assert learner.set_adaptation(o_bias=1.5, steps=7) is learner and (learner.o_bias, learner.steps) == (1.5, 7)
+    loaded = load_learner(learner.save_pretrained(tmp_path / "t"))
+    assert (loaded.o_bias, loaded.steps) == (1.5, 7)
+    with pytest.raises(ValueError, match="not adaptation-only"):
+        learner.set_adaptation(seed=3)
