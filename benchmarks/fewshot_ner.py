@@ -48,7 +48,8 @@ of the same fixed test episodes. Every record holds its command, a 95% Student-t
 Adaptation settings chosen on target dev episodes: ``--select '{"transfer": {"o_bias": [0, 1, 2]}}'``
 scores every combination of the listed adaptation-only options (``Learner.adaptation_options``: they
 act in ``adapt`` only, so the trained learner is reused) on ``--select-episodes`` episodes of the
-*target* dev split (WNUT-17 dev for ``conll2003-wnut17``, the dev file for ``fewnerd``), keeps the
+*target* dev split (WNUT-17 dev for ``conll2003-wnut17``; for ``fewnerd`` the official dev file,
+whose first ``--dev-episodes`` episodes also choose the training checkpoint), keeps the
 combination with the best mean F1 over seeds, and scores only that one on the test episodes. The
 record's ``selection`` holds the grid, every combination's dev F1 per seed and the choice. The test
 episodes are never used for a choice.
@@ -155,11 +156,12 @@ def prepare(args: argparse.Namespace) -> dict[str, Any] | None:
     dev_sampler = FewNERDSampler(conll.sentences("dev"), ways, train_k, seed=1)
     test = test_episodes(f"conll2003-wnut17_{k}shot",
                          CrossDatasetSampler(wnut17.sentences("test"), k, seed=TEST_SEED), args.episodes)
-    target_dev = CrossDatasetSampler(wnut17.sentences("dev"), k, seed=TARGET_DEV_SEED)
+    # a new sampler per call: every method of one command is scored on the same target dev episodes
+    target_dev = lambda: CrossDatasetSampler(wnut17.sentences("dev"), k, seed=TARGET_DEV_SEED)  # noqa: E731
     share = {"source train": name_share(train), "target dev": name_share(wnut17.sentences("dev"))}
     return {"corpus": "conll2003->wnut17", "ways": len(wnut17.types), "shots": str(k), "train": train,
             "name_share": share,
-            "target_dev": lambda n: (target_dev.episodes(n), {"split": "wnut17 dev", **target_dev.settings}),
+            "target_dev": lambda n: (target_dev().episodes(n), {"split": "wnut17 dev", **target_dev().settings}),
             "source_types": list(conll.types),
             "train_sampler": lambda seed: FewNERDSampler(train, ways, train_k, seed=seed),
             "dev_sampler": dev_sampler, "dev": dev_sampler.episodes(args.dev_episodes), "test": test}

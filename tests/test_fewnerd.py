@@ -169,7 +169,7 @@ def test_the_benchmark_chooses_adaptation_options_on_dev_episodes_only(tmp_path,
     assert selection["name_share"] is None  # recorded for conll2003-wnut17 only
     sentences = [TaggedSentence(["Ada", "met", "Grace", "Hopper"], ["B-person", "O", "B-person", "I-person"])]
     assert bench.name_share(sentences) == 0.75
-    assert record["learner"]["o_bias"] == selection["chosen"]["o_bias"] and record["learner"]["steps"] == 5
+    assert record["learner"].get("o_bias", 0.0) == selection["chosen"]["o_bias"] and record["learner"]["steps"] == 5
     # dev: 2 combinations x 2 seeds on 1 episode; test: the chosen combination only, 2 episodes per seed
     assert [n for _, _, n in scored] == [1, 1, 1, 1, 2, 2]
     assert {b for _, b, n in scored if n == 2} == {selection["chosen"]["o_bias"]}

@@ -86,7 +86,8 @@ def test_every_learner_round_trips_exactly(name, tiny_encoder, toy_corpus, toy_e
     config = read_learner_config(folder)
     assert config["learner"]["name"] == name and config["metadata"] == {"scheme": "io", "types": ["person"]}
     # every constructor option is recorded, training data and options left at their default excepted
-    at_default = {"shape_dim", "o_bias"} if name == "protonet" else {"shape_dim"} if name == "nnshot" else set()
+    at_default = ({"o_bias"} if name in ("protonet", "reinforce", "transfer", "decomposed") else set()) | (
+        {"shape_dim"} if name in ("protonet", "nnshot") else set())
     assert _constructor_options(type(learner)) - DATA_ARGUMENTS - at_default <= set(config["learner"]["options"])
 
 
@@ -354,3 +355,13 @@ def test_metadata_with_integer_keys_reloads(tiny_encoder, tmp_path):
     get_learner("protonet", tiny_encoder).save_pretrained(tmp_path / "ints", metadata={"ids": {9: "a", 10: "b"}})
     assert read_learner_config(tmp_path / "ints")["metadata"] == {"ids": {"9": "a", "10": "b"}}
     load_learner(tmp_path / "ints")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, cls in LEARNERS.items() if cls.adaptation_options))
+def test_adaptation_options_set_on_a_learner_survive_saving(name, tiny_encoder, toy_corpus, toy_episode, tmp_path):
+    learner = build(name, tiny_encoder, toy_corpus)
+    option = learner.adaptation_options[-1]
+    value = {"o_bias": 1.5, "steps": 3, "detect_steps": 2}.get(option, getattr(learner, option))
+    learner.set_adaptation(**{option: value})
+    loaded = load_learner(learner.save_pretrained(tmp_path / name))
+    assert getattr(loaded, option) == value and loaded.config() == learner.config()

@@ -28,6 +28,7 @@ Taught in: chapter 3.2 (Algorithm steps); chapter 5.2 (Source code).
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -256,9 +257,22 @@ class Learner(nn.Module, ABC):
         Raises:
             ValueError: an option this learner does not treat as adaptation-only.
         """
-        for name in self._adaptation_names(options):
-            setattr(self, name, options[name])
+        old = {name: getattr(self, name) for name in self._adaptation_names(options)}
+        try:
+            for name in old:
+                setattr(self, name, options[name])
+            self._check_adaptation()
+        except (TypeError, ValueError):
+            for name, value in old.items():  # a refused value leaves the learner as it was
+                setattr(self, name, value)
+            raise
         return self
+
+    def _check_adaptation(self) -> None:
+        """Raise ``ValueError`` when an adaptation-only option holds a value the constructor would refuse."""
+        bias = getattr(self, "o_bias", 0.0)
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+            raise ValueError(f"o_bias must be a finite number, got {bias!r}")
 
     def _adaptation_names(self, options: dict[str, Any]) -> list[str]:
         unknown = sorted(set(options) - set(self.adaptation_options))

@@ -152,9 +152,16 @@ class Decomposed(Learner):
             self.detector.bias.zero_()
         self.detector.to(encoder.device)
 
+    def _check_adaptation(self) -> None:
+        super()._check_adaptation()
+        steps = self.detect_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"detect_steps must be an integer >= 0, got {steps!r}")
+
     def _hyperparameters(self) -> dict[str, Any]:
+        bias = {"o_bias": self.o_bias} if self.o_bias else {}  # absent by default: old configs unchanged
         return {"typing_weight": self.typing_weight, "detect_steps": self.detect_steps,
-                "detect_lr": self.detect_lr, "o_bias": self.o_bias, "shape_dim": self.shape_dim}
+                "detect_lr": self.detect_lr, **bias, "shape_dim": self.shape_dim}
 
     @staticmethod
     def _gold(sentences: Iterable[TaggedSentence], scheme: str) -> list[list[Span]]:

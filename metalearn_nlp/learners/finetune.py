@@ -142,6 +142,15 @@ class FineTune(Learner):
         self.max_grad_norm = max_grad_norm
         self.seed = seed
 
+    def _check_adaptation(self) -> None:
+        super()._check_adaptation()
+        layers = self.train_layers
+        if layers != "all" and not (isinstance(layers, int) and not isinstance(layers, bool) and layers >= 0
+                                    and (layers == 0 or layers <= len(self.encoder.layers))):
+            raise ValueError(f"train_layers must be a number of top encoder layers or 'all', got {layers!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+
     def _hyperparameters(self) -> dict[str, Any]:
         return {"train_layers": self.train_layers, "steps": self.steps, "lr": self.lr, "head_lr": self.head_lr,
                 "weight_decay": self.weight_decay, "max_grad_norm": self.max_grad_norm, "seed": self.seed}

@@ -390,9 +390,10 @@ class Reinforce(ProtoNet):
         name_weight: float = 0.0,
         descriptions: Mapping[str, str] | None = None,
         batch_size: int = 32,
+        o_bias: float = 0.0,
     ) -> None:
         super().__init__(encoder, dropout=dropout, name_weight=name_weight, descriptions=descriptions,
-                         batch_size=batch_size)
+                         batch_size=batch_size, o_bias=o_bias)
         if not rl_weight >= 0:
             raise ValueError(f"rl_weight must be >= 0, got {rl_weight}")
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:

@@ -113,7 +113,8 @@ class Transfer(FineTune):
         self.source_head.to(encoder.device)
 
     def _hyperparameters(self) -> dict[str, Any]:
-        return {**super()._hyperparameters(), "o_bias": self.o_bias, "source_types": list(self.source_types)}
+        bias = {"o_bias": self.o_bias} if self.o_bias else {}  # absent by default: old configs unchanged
+        return {**super()._hyperparameters(), **bias, "source_types": list(self.source_types)}
 
     def _global_labels(self, episode: Episode) -> torch.Tensor:
         """Map the episode's label ids to source-head rows."""

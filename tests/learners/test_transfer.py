@@ -115,3 +115,12 @@ def test_set_adaptation_is_kept_and_saved(tiny_encoder, tmp_path):
     assert (loaded.o_bias, loaded.steps) == (1.5, 7)
     with pytest.raises(ValueError, match="not adaptation-only"):
         learner.set_adaptation(seed=3)
+
+
+@pytest.mark.parametrize("options, message", [({"steps": 0}, "steps"), ({"train_layers": 99}, "train_layers"),
+                                              ({"o_bias": "x"}, "o_bias"), ({"o_bias": float("nan")}, "o_bias")])
+def test_set_adaptation_refuses_what_the_constructor_would(tiny_encoder, options, message):
+    learner = Transfer(tiny_encoder, source_types=["x"])
+    with pytest.raises(ValueError, match=message):
+        learner.set_adaptation(**options)
+    assert (learner.steps, learner.train_layers, learner.o_bias) == (100, 0, 0.0)  # left as it was
