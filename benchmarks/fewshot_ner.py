@@ -16,6 +16,10 @@ Settings:
   frequent types, test 5-way K~2K-shot episodes (Few-NERD sampler, IO) on the five rare
   ones. Model selection on held-out training sentences (``hold_out``): the split has no
   dev types (see ``WNUT16_SPLIT``).
+* ``conll2003-wnut16``: the WNUT-16 test episodes above, learners trained on CoNLL-2003 as in
+  ``conll2003-wnut17`` (the same training settings, so the same cached weights): what a large
+  news source buys on the tweets' rare types. Reads ``conll2003/`` and ``wnut17/`` (dev, for
+  ``--select``) from ``--data``.
 * ``conll2003-wnut17``: meta-train on CoNLL-2003 train episodes (4-way K~2K), select on
   CoNLL-2003 dev episodes, test on WNUT-17 test episodes over all six WNUT-17 types in the
   style of Hou et al. 2020 (``CrossDatasetSampler``: >= K support mentions per type,
@@ -48,7 +52,9 @@ of the same fixed test episodes. Every record holds its command, a 95% Student-t
 Adaptation settings chosen on target dev episodes: ``--select '{"transfer": {"o_bias": [0, 1, 2]}}'``
 scores every combination of the listed adaptation-only options (``Learner.adaptation_options``: they
 act in ``adapt`` only, so the trained learner is reused) on ``--select-episodes`` episodes of the
-*target* dev split (WNUT-17 dev for ``conll2003-wnut17``; for ``fewnerd`` the official dev file,
+*target* dev split (WNUT-17 dev for ``conll2003-wnut17``, in its test episodes' shape; for
+``wnut16`` and ``conll2003-wnut16``, whose split has no dev types, 5-way K~2K episodes of WNUT-17
+dev, text disjoint from WNUT-16's, so these need ``--data``; for ``fewnerd`` the official dev file,
 whose first ``--dev-episodes`` episodes also choose the training checkpoint), keeps the
 combination with the best mean F1 over seeds, and scores only that one on the test episodes. The
 record's ``selection`` holds the grid, every combination's dev F1 per seed and the choice. The test
@@ -129,42 +135,90 @@ def test_episodes(name: str, sampler: Any, n: int) -> list:
     return episodes
 
 
+def wnut16_test(args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
+    """The fixed WNUT-16 test episodes (5-way K~2K on the five rare types) and the type split's groups."""
+    groups = split_types(load_corpus("wnut16").sentences("train"), *WNUT16_SPLIT.values())
+    sampler = FewNERDSampler(groups["test"], 5, args.shots, seed=TEST_SEED)
+    return test_episodes(f"wnut16_5way_{args.shots}shot", sampler, args.episodes), groups
+
+
+def wnut17_dev_episodes(data: Path, k: int, sampler: str) -> dict[str, Any]:
+    """Target dev episodes for ``--select`` from WNUT-17 dev (social media; text disjoint from WNUT-16's).
+
+    ``sampler`` is the shape of the test episodes: ``"cross"`` (Hou et al.'s, for WNUT-17 test) or
+    ``"fewnerd"`` (5-way K~2K, for the WNUT-16 test episodes, whose query sentences all hold names).
+    """
+    dev_sentences = load_corpus("wnut17", path=data / "wnut17").sentences("dev")
+
+    def make() -> Any:  # a new sampler per call: every method of one command sees the same dev episodes
+        if sampler == "cross":
+            return CrossDatasetSampler(dev_sentences, k, seed=TARGET_DEV_SEED)
+        return FewNERDSampler(dev_sentences, 5, k, seed=TARGET_DEV_SEED)
+
+    def episodes(n: int) -> tuple[list, dict[str, Any]]:
+        return make().episodes(n), {"split": "wnut17 dev", **make().settings}
+
+    return {"episodes": episodes, "sentences": dev_sentences}
+
+
+def episode_sentences(episodes: list) -> list:
+    return [s for e in episodes for s in (*e.support, *e.query)]
+
+
+def has_reference(data: Path, *corpora: str) -> bool:
+    if all((data / c).is_dir() for c in corpora):
+        return True
+    print(f"{data}: {' or '.join(c + '/' for c in corpora)} not found; pass --data DIR (skipped)")
+    return False
+
+
 def prepare(args: argparse.Namespace) -> dict[str, Any] | None:
     """Training sentences, a training-episode factory, dev and test episodes for one setting."""
     k, train_k = args.shots, args.train_shots or args.shots
+    data = args.data or default_data()
     if args.setting == "wnut16":
-        groups = split_types(load_corpus("wnut16").sentences("train"), *WNUT16_SPLIT.values())
+        test, groups = wnut16_test(args)
         train, dev_sentences = hold_out(groups["train"], 0.2, seed=0)
         ways = 5
         dev_sampler = FewNERDSampler(dev_sentences, ways, train_k, seed=1)
-        test = test_episodes(f"wnut16_{ways}way_{k}shot",
-                             FewNERDSampler(groups["test"], ways, k, seed=TEST_SEED), args.episodes)
-        return {"corpus": "wnut16", "ways": ways, "shots": f"{k}~{2 * k}", "train": train,
-                "source_types": list(WNUT16_SPLIT["train"]),
-                "train_sampler": lambda seed: FewNERDSampler(train, ways, train_k, seed=seed),
-                "dev_sampler": dev_sampler, "dev": dev_sampler.episodes(args.dev_episodes), "test": test}
+        setup = {"corpus": "wnut16", "ways": ways, "shots": f"{k}~{2 * k}", "train": train,
+                 "source_types": list(WNUT16_SPLIT["train"]),
+                 "train_sampler": lambda seed: FewNERDSampler(train, ways, train_k, seed=seed),
+                 "dev_sampler": dev_sampler, "dev": dev_sampler.episodes(args.dev_episodes), "test": test}
+        if args.select:  # the split has no dev types: the target dev episodes come from WNUT-17 dev
+            if not has_reference(data, "wnut17"):
+                return None
+            target = wnut17_dev_episodes(data, k, "fewnerd")
+            setup["target_dev"] = target["episodes"]
+            setup["name_share"] = {"source train": name_share(train), "target dev episodes":
+                                   name_share(episode_sentences(target["episodes"](args.select_episodes)[0]))}
+        return setup
     if args.setting == "fewnerd":
         return prepare_fewnerd(args)
-    data = args.data or default_data()
-    if not (data / "conll2003").is_dir() or not (data / "wnut17").is_dir():
-        print(f"{data}: conll2003/ or wnut17/ not found; pass --data DIR (skipped)")
+    if not has_reference(data, "conll2003", "wnut17"):
         return None
     conll = load_corpus("conll2003", path=data / "conll2003")
-    wnut17 = load_corpus("wnut17", path=data / "wnut17")
     train = conll.sentences("train")
     ways = len(conll.types)
     dev_sampler = FewNERDSampler(conll.sentences("dev"), ways, train_k, seed=1)
+    # the same source training for both targets: one cache entry serves both settings
+    setup = {"source_types": list(conll.types), "train": train,
+             "train_sampler": lambda seed: FewNERDSampler(train, ways, train_k, seed=seed),
+             "dev_sampler": dev_sampler, "dev": dev_sampler.episodes(args.dev_episodes)}
+    if args.setting == "conll2003-wnut16":  # a large news source, the WNUT-16 test episodes
+        target = wnut17_dev_episodes(data, k, "fewnerd")
+        test, _ = wnut16_test(args)
+        share = {"source train": name_share(train), "target dev episodes":
+                 name_share(episode_sentences(target["episodes"](args.select_episodes)[0]))}
+        return {**setup, "corpus": "conll2003->wnut16", "ways": 5, "shots": f"{k}~{2 * k}", "test": test,
+                "name_share": share, "target_dev": target["episodes"]}
+    wnut17 = load_corpus("wnut17", path=data / "wnut17")
     test = test_episodes(f"conll2003-wnut17_{k}shot",
                          CrossDatasetSampler(wnut17.sentences("test"), k, seed=TEST_SEED), args.episodes)
-    # a new sampler per call: every method of one command is scored on the same target dev episodes
-    target_dev = lambda: CrossDatasetSampler(wnut17.sentences("dev"), k, seed=TARGET_DEV_SEED)  # noqa: E731
-    share = {"source train": name_share(train), "target dev": name_share(wnut17.sentences("dev"))}
-    return {"corpus": "conll2003->wnut17", "ways": len(wnut17.types), "shots": str(k), "train": train,
-            "name_share": share,
-            "target_dev": lambda n: (target_dev().episodes(n), {"split": "wnut17 dev", **target_dev().settings}),
-            "source_types": list(conll.types),
-            "train_sampler": lambda seed: FewNERDSampler(train, ways, train_k, seed=seed),
-            "dev_sampler": dev_sampler, "dev": dev_sampler.episodes(args.dev_episodes), "test": test}
+    target = wnut17_dev_episodes(data, k, "cross")
+    share = {"source train": name_share(train), "target dev": name_share(target["sentences"])}
+    return {**setup, "corpus": "conll2003->wnut17", "ways": len(wnut17.types), "shots": str(k), "test": test,
+            "name_share": share, "target_dev": target["episodes"]}
 
 
 def prepare_fewnerd(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -305,7 +359,8 @@ def merge(records: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--setting", choices=("wnut16", "conll2003-wnut17", "fewnerd"), default="wnut16")
+    ap.add_argument("--setting", choices=("wnut16", "conll2003-wnut16", "conll2003-wnut17", "fewnerd"),
+                    default="wnut16")
     ap.add_argument("--fewnerd", type=Path, default=None,
                     help="Few-NERD's episode-data folder (setting fewnerd): reads {split}/{train,dev,test}_N_K.jsonl")
     ap.add_argument("--fewnerd-split", choices=("intra", "inter"), default="inter")
@@ -316,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="bootstrap resamples of the test episodes for the per-seed interval (0: none)")
     ap.add_argument("--decomposition", action="store_true",
                     help="for decomposed: also score detection and typing separately on the test episodes")
-    ap.add_argument("--shots", type=int, default=1, help="K: K~2K-shot (wnut16) or >= K (cross-dataset)")
+    ap.add_argument("--shots", type=int, default=1, help="K: K~2K-shot (WNUT-16 test episodes) or >= K (conll2003-wnut17)")
     ap.add_argument("--train-shots", type=int, default=None,
                     help="K of the meta-training and dev episodes (default: --shots)")
     ap.add_argument("--methods", default=",".join(METHODS))
@@ -339,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                     help='adaptation options to choose on target dev episodes, by method, each a list of values '
                          '(every combination is scored): \'{"transfer": {"o_bias": [0, 1, 2], "steps": [100, 200]}}\'')
     ap.add_argument("--select-episodes", type=int, default=50, help="target dev episodes for --select")
-    ap.add_argument("--data", type=Path, default=None, help="folder with conll2003/ and wnut17/")
+    ap.add_argument("--data", type=Path, default=None, help="folder with conll2003/ and wnut17/ (default ../shared/data)")
     ap.add_argument("--no-save", action="store_true", help="print only (exploration)")
     args = ap.parse_args(argv)
     global RESULTS
@@ -363,14 +418,12 @@ def main(argv: list[str] | None = None) -> int:
         if set(grid) - set(allowed):
             ap.error(f"--select {method}: {sorted(set(grid) - set(allowed))} are not adaptation-only options of "
                      f"{method} (allowed: {', '.join(allowed) or 'none'})")
-    if args.select and args.setting == "wnut16":
-        ap.error("--select needs target dev episodes: use --setting conll2003-wnut17 (WNUT-17 dev) or fewnerd "
-                 "(the dev file); wnut16's split has no dev types")
 
     setup = prepare(args)
     if setup is None:
         if not args.no_save:
-            corpus = f"fewnerd-{args.fewnerd_split}" if args.setting == "fewnerd" else "conll2003->wnut17"
+            corpus = {"fewnerd": f"fewnerd-{args.fewnerd_split}", "wnut16": "wnut16"}.get(
+                args.setting, args.setting.replace("-", "->"))
             merge([{"corpus": corpus, "shots": str(args.shots), "method": m, "status": "skipped",
                     "reason": "reference corpora not found"} for m in methods])
         return 0
