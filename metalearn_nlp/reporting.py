@@ -66,11 +66,16 @@ def benchmark_tables(records: list[dict[str, Any]], select: str = "") -> str:
                       "test shot count unless the method says otherwise" if training else "") + "\n")
         out.append("| method | F1 % | ±95% | P % | R % | F1 per seed | train s | eval s/episode |")
         out.append("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
+        labels = [method_label(r) for r in done]
         for r in sorted(done, key=lambda r: ORDER.index(r["method"]) if r["method"] in ORDER else 99):
+            label = method_label(r)
+            if labels.count(label) > 1 and (r.get("selection") or {}).get("grid"):  # same choice, other grids
+                grid = "; ".join(f"{k} in {v}" for k, v in r["selection"]["grid"].items())
+                label = label[:-1] + f" from {grid})"
             seeds = ", ".join(f"{100 * f:.1f}" for f in r.get("f1_per_seed", []))
             interval = "deterministic" if r.get("deterministic") else (
                 "-" if r["f1_ci95"] is None else f"{100 * r['f1_ci95']:.2f}")
-            out.append(f"| {method_label(r)} | {100 * r['f1']:.2f} | {interval} | "
+            out.append(f"| {label} | {100 * r['f1']:.2f} | {interval} | "
                        f"{100 * r['precision']:.1f} | {100 * r['recall']:.1f} | {seeds} | "
                        f"{r['train_seconds']:.0f} | {r['eval_seconds_per_episode']:.3f} |")
         out.append("")

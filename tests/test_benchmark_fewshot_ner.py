@@ -82,3 +82,57 @@ def test_a_gradient_learner_runs_with_options_and_records_its_learning_curve(ben
     assert record["learner"]["inner_steps"] == 2 and record["meta_training"]["head_lr"] == 1e-3
     (curve,) = record["learning_curve_per_seed"]
     assert [point["step"] for point in curve] == [0, 1, 2]
+
+
+def _reference_corpora(root: Path) -> Path:
+    """Tiny stand-ins for ``../shared/data``'s ``conll2003/`` and ``wnut17/`` (the benchmark's ``--data``)."""
+    def sentences(types: list[str], copies: int) -> str:
+        lines = []
+        for i in range(copies):
+            for type_ in types:
+                lines += [f"Name{i}\tB-{type_}", f"Two{i}\tI-{type_}", "went\tO", "home\tO", ""]
+        return "\n".join(lines) + "\n"
+
+    for folder, files, types in [("conll2003", ("train.txt", "dev.txt", "test.txt"), ["person", "location"]),
+                                 ("wnut17", ("train.conll", "dev.conll", "test.conll"),
+                                  ["person", "location", "group", "corporation", "product", "creative-work"])]:
+        (root / folder).mkdir(parents=True)
+        for name in files:
+            (root / folder / name).write_text(sentences(types, 8))
+    return root
+
+
+def test_a_conll2003_source_on_the_wnut16_test_episodes(bench, tmp_path):
+    """``conll2003-wnut16``: CoNLL-trained learners (the cache entries of ``conll2003-wnut17``) on WNUT-16's test episodes."""
+    data = _reference_corpora(tmp_path / "data")
+    common = ["--shots", "1", "--episodes", "2", "--dev-episodes", "1", "--steps", "1", "--seeds", "0",
+              "--bootstrap", "0", "--data", str(data), "--methods", "protonet"]
+    assert bench.main(["--setting", "conll2003-wnut16", *common, "--select", '{"protonet": {"o_bias": [0, 1]}}',
+                       "--select-episodes", "2"]) == 0
+    (record,) = json.loads(bench.RESULTS.read_text())
+    assert (record["corpus"], record["ways"], record["shots"]) == ("conll2003->wnut16", 5, "1~2")
+    assert (bench.EPISODES / "wnut16_5way_1shot.jsonl").is_file()  # the wnut16 setting's test episodes
+    assert record["f1_novel_types"]["types"] == sorted(bench.WNUT16_SPLIT["test"])  # none is a CoNLL-2003 type
+    dev = record["selection"]["dev"]
+    assert dev["split"] == "wnut17 dev" and dev["sampler"] == "FewNERDSampler" and dev["ways"] == 5
+    assert dev["shots"] == "1~2" and dev["episodes"] == 2
+    share = record["selection"]["name_share"]
+    assert set(share) == {"source train", "target dev episodes"} and share["source train"] == 0.5
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(cached) == 1
+    assert bench.main(["--setting", "conll2003-wnut17", *common]) == 0  # the same source training: loaded
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == cached
+
+
+def test_wnut16_chooses_its_adaptation_on_wnut17_dev_and_needs_the_data_for_it(bench, tmp_path):
+    common = ["--setting", "wnut16", "--shots", "1", "--episodes", "2", "--dev-episodes", "1", "--steps", "1",
+              "--seeds", "0", "--bootstrap", "0", "--methods", "protonet",
+              "--select", '{"protonet": {"o_bias": [0, 1]}}', "--select-episodes", "1"]
+    assert bench.main([*common, "--data", str(tmp_path / "nowhere")]) == 0
+    (record,) = json.loads(bench.RESULTS.read_text())
+    assert record["status"] == "skipped" and record["corpus"] == "wnut16"
+    bench.RESULTS.unlink()
+    assert bench.main([*common, "--data", str(_reference_corpora(tmp_path / "data"))]) == 0
+    (record,) = json.loads(bench.RESULTS.read_text())
+    assert record["corpus"] == "wnut16" and record["selection"]["dev"]["split"] == "wnut17 dev"
+    assert record["learner"].get("o_bias", 0) == record["selection"]["chosen"]["o_bias"]

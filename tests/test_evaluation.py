@@ -222,3 +222,18 @@ def test_benchmark_tables_tell_apart_records_of_one_method():
     rows = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[1:] == ["transfer", "transfer (o_bias=1, steps=300 chosen on dev)", "protonet (trained 1-shot)",
                         "protonet (shape_dim=16)"]
+
+
+def test_benchmark_tables_name_the_grid_when_two_selections_chose_the_same():
+    from metalearn_nlp import reporting
+
+    base = {"corpus": "c", "ways": 6, "shots": "1", "episodes": 3, "seeds": [0], "encoder": "e", "f1": 0.2,
+            "f1_ci95": None, "precision": 0.1, "recall": 0.3, "train_seconds": 1.0, "eval_seconds_per_episode": 0.1,
+            "method": "protonet"}
+    records = [{**base, "selection": {"chosen": {"o_bias": 4}, "grid": {"o_bias": [0, 4]}}},
+               {**base, "selection": {"chosen": {"o_bias": 4}, "grid": {"o_bias": [0, 4, 8]}}},
+               {**base, "method": "transfer", "selection": {"chosen": {"o_bias": 2}, "grid": {"o_bias": [0, 2]}}}]
+    table = reporting.benchmark_tables(records)
+    rows = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[1:] == ["transfer (o_bias=2 chosen on dev)", "protonet (o_bias=4 chosen on dev from o_bias in [0, 4])",
+                        "protonet (o_bias=4 chosen on dev from o_bias in [0, 4, 8])"]

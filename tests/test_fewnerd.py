@@ -174,7 +174,6 @@ def test_the_benchmark_chooses_adaptation_options_on_dev_episodes_only(tmp_path,
     assert [n for _, _, n in scored] == [1, 1, 1, 1, 2, 2]
     assert {b for _, b, n in scored if n == 2} == {selection["chosen"]["o_bias"]}
     for argv_bad, message in [
-        (["--setting", "wnut16", "--select", '{"transfer": {"o_bias": [0]}}'], "target dev"),
         (["--select", '{"protonet": {"shape_dim": [0, 16]}}'], "not adaptation-only"),
         (["--select", '{"transfer": {"o_bias": 1}}'], "non-empty"),
     ]:
