@@ -185,7 +185,8 @@ def prepare(args: argparse.Namespace) -> dict[str, Any] | None:
                  "source_types": list(WNUT16_SPLIT["train"]),
                  "train_sampler": lambda seed: FewNERDSampler(train, ways, train_k, seed=seed),
                  "dev_sampler": dev_sampler, "dev": dev_sampler.episodes(args.dev_episodes), "test": test}
-        if args.select:  # the split has no dev types: the target dev episodes come from WNUT-17 dev
+        selecting = set(args.select) & {m.strip() for m in args.methods.split(",")}
+        if selecting:  # the split has no dev types: the target dev episodes come from WNUT-17 dev
             if not has_reference(data, "wnut17"):
                 return None
             target = wnut17_dev_episodes(data, k, "fewnerd")
@@ -424,8 +425,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_save:
             corpus = {"fewnerd": f"fewnerd-{args.fewnerd_split}", "wnut16": "wnut16"}.get(
                 args.setting, args.setting.replace("-", "->"))
-            merge([{"corpus": corpus, "shots": str(args.shots), "method": m, "status": "skipped",
-                    "reason": "reference corpora not found"} for m in methods])
+            wnut16_test_set = args.setting in ("wnut16", "conll2003-wnut16")  # its 5-way K~2K episodes
+            reason = ("--select needs WNUT-17 dev (wnut17/ under --data), not found" if args.setting == "wnut16"
+                      else "reference corpora not found")
+            merge([{"corpus": corpus, "ways": 5 if wnut16_test_set else None, "method": m, "status": "skipped",
+                    "shots": f"{args.shots}~{2 * args.shots}" if wnut16_test_set else str(args.shots),
+                    "reason": reason} for m in methods])
         return 0
     encoder_name = load_encoder().name
     print(f"{setup['corpus']}: {setup['ways']}-way {setup['shots']}-shot, {len(setup['test'])} test episodes, "

@@ -97,8 +97,9 @@ def _reference_corpora(root: Path) -> Path:
                                  ("wnut17", ("train.conll", "dev.conll", "test.conll"),
                                   ["person", "location", "group", "corporation", "product", "creative-work"])]:
         (root / folder).mkdir(parents=True)
-        for name in files:
-            (root / folder / name).write_text(sentences(types, 8))
+        for name in files:  # only WNUT-17 dev has an `event`: a sampler that drew from another split would lack it
+            extra = ["event"] if name == "dev.conll" else []
+            (root / folder / name).write_text(sentences(types + extra, 8))
     return root
 
 
@@ -115,13 +116,22 @@ def test_a_conll2003_source_on_the_wnut16_test_episodes(bench, tmp_path):
     assert record["f1_novel_types"]["types"] == sorted(bench.WNUT16_SPLIT["test"])  # none is a CoNLL-2003 type
     dev = record["selection"]["dev"]
     assert dev["split"] == "wnut17 dev" and dev["sampler"] == "FewNERDSampler" and dev["ways"] == 5
-    assert dev["shots"] == "1~2" and dev["episodes"] == 2
+    assert dev["shots"] == "1~2" and dev["episodes"] == 2 and "event" in dev["types"]   # drawn from WNUT-17 dev
     share = record["selection"]["name_share"]
     assert set(share) == {"source train", "target dev episodes"} and share["source train"] == 0.5
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert len(cached) == 1
     assert bench.main(["--setting", "conll2003-wnut17", *common]) == 0  # the same source training: loaded
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == cached
+    episodes = (bench.EPISODES / "wnut16_5way_1shot.jsonl").read_bytes()
+    assert bench.main(["--setting", "wnut16", *common]) == 0          # the same test episodes: read, not re-sampled
+    assert (bench.EPISODES / "wnut16_5way_1shot.jsonl").read_bytes() == episodes
+    bench.RESULTS.unlink()
+    assert bench.main(["--setting", "conll2003-wnut16", *common[:-4], "--data", str(tmp_path / "nowhere"),
+                       "--methods", "protonet"]) == 0
+    (skipped,) = json.loads(bench.RESULTS.read_text())
+    assert (skipped["status"], skipped["corpus"], skipped["ways"], skipped["shots"]) == (
+        "skipped", "conll2003->wnut16", 5, "1~2")
 
 
 def test_wnut16_chooses_its_adaptation_on_wnut17_dev_and_needs_the_data_for_it(bench, tmp_path):
@@ -130,7 +140,11 @@ def test_wnut16_chooses_its_adaptation_on_wnut17_dev_and_needs_the_data_for_it(b
               "--select", '{"protonet": {"o_bias": [0, 1]}}', "--select-episodes", "1"]
     assert bench.main([*common, "--data", str(tmp_path / "nowhere")]) == 0
     (record,) = json.loads(bench.RESULTS.read_text())
-    assert record["status"] == "skipped" and record["corpus"] == "wnut16"
+    assert record["status"] == "skipped" and record["corpus"] == "wnut16" and "WNUT-17 dev" in record["reason"]
+    bench.RESULTS.unlink()
+    no_select = [*common[:common.index("--select")], "--data", str(tmp_path / "nowhere")]
+    assert bench.main([*no_select[:-2], "--select", '{"transfer": {"o_bias": [0]}}', *no_select[-2:]]) == 0
+    assert json.loads(bench.RESULTS.read_text())[0]["f1"] >= 0   # no method to select for: runs without the data
     bench.RESULTS.unlink()
     assert bench.main([*common, "--data", str(_reference_corpora(tmp_path / "data"))]) == 0
     (record,) = json.loads(bench.RESULTS.read_text())
