@@ -18,7 +18,7 @@ The decision has three parts:
     ``TRITON_INTERPRET=1`` every call the kernel supports goes to it, so that
     the tests exercise the kernel at every size.
   - CUDA: Triton only inside :data:`CUDA_ENVELOPE`, the sizes that
-    ``benchmarks/kernels.py`` times (kernel against eager PyTorch and
+    ``benchmarks/kernel_speed.py`` times (kernel against eager PyTorch and
     ``torch.compile``). **GPU timings of the current kernels are pending**: no
     GPU was available when they were written, so the envelope is the
     benchmark's grid, not a measured win. Whoever runs the benchmark on a GPU
@@ -88,7 +88,7 @@ def backend_for(tensor: torch.Tensor) -> str:
 
 
 #: Per op, the CUDA sizes where the Triton kernel is used (inclusive bounds). GPU timings are
-#: pending (see the module docstring): these are the sizes ``benchmarks/kernels.py`` measures,
+#: pending (see the module docstring): these are the sizes ``benchmarks/kernel_speed.py`` measures,
 #: to be narrowed to where the kernel wins once it has run on a GPU. ``n``: query tokens,
 #: ``c``: classes, ``d``: encoder width; for Viterbi ``b``: sentences, ``t``: longest sentence.
 CUDA_ENVELOPE: dict[str, dict[str, tuple[int, int]]] = {

@@ -1,8 +1,8 @@
 """Accuracy and speed of the fused kernels against eager PyTorch and ``torch.compile``.
 
-    python benchmarks/kernels.py                 # CUDA if present: checks + timings -> kernels_cuda.json
-    python benchmarks/kernels.py --with-tests    # also the kernel tests, compiled -> kernels_cuda_pytest.log
-    python benchmarks/kernels.py --quick         # CPU: a few small checks, records that GPU timings are missing
+    python benchmarks/kernel_speed.py                 # CUDA if present: checks + timings -> kernels_cuda.json
+    python benchmarks/kernel_speed.py --with-tests    # also the kernel tests, compiled -> kernels_cuda_pytest.log
+    python benchmarks/kernel_speed.py --quick         # CPU: a few small checks, records that GPU timings are missing
 
 Kernels: ``prototype_nll`` (ProtoNet's loss, fused), ``prototype_log_softmax`` and ``viterbi``
 (StructShot's decoder), at the sizes of ``metalearn_nlp.kernels.CUDA_ENVELOPE`` and a few
@@ -324,7 +324,7 @@ def main() -> int:
             rc = run_tests(args.out)
     else:
         result["gpu_timings"] = ("missing: no CUDA device here. On a GPU machine run "
-                                 "`python benchmarks/kernels.py --with-tests` (see benchmarks/README.md)")
+                                 "`python benchmarks/kernel_speed.py --with-tests` (see benchmarks/README.md)")
         # the CPU path is the PyTorch reference: time it (never the interpreter)
         x64, p64, labels = _loss_problem(*QUICK_LOSS[0], device)
         x, p = x64.float().requires_grad_(), p64.float().requires_grad_()
